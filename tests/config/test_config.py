@@ -278,3 +278,76 @@ def test_frozen_cfg_refuses_file_merge(tmp_path):
     with pytest.raises(AttributeError, match="frozen"):
         c.merge_from_file(str(path))
     assert c.MODEL.MASK_ON is False
+
+
+# Keys as maskrcnn-benchmark's own YAML files set them (FPN, GN, DCN, RetinaNet, keypoints, FBNet,
+# test-time augmentation, periodic testing); merging must accept every one with its value type.
+UPSTREAM_STYLE_YAML = """
+INPUT:
+  MIN_SIZE_TRAIN: (640, 672, 704, 736, 768, 800)
+  PIXEL_STD: [57.375, 57.12, 58.395]
+MODEL:
+  WEIGHT: "catalog://ImageNetPretrained/MSRA/R-50-GN"
+  RETINANET_ON: True
+  KEYPOINT_ON: True
+  BACKBONE:
+    CONV_BODY: "R-50-FPN-RETINANET"
+    FREEZE_CONV_BODY_AT: 0
+  RESNETS:
+    BACKBONE_OUT_CHANNELS: 256
+    STRIDE_IN_1X1: False
+    TRANS_FUNC: "BottleneckWithGN"
+    STAGE_WITH_DCN: (False, True, True, True)
+    WITH_MODULATED_DCN: True
+    DEFORMABLE_GROUPS: 1
+  FPN:
+    USE_GN: True
+  RPN:
+    USE_FPN: True
+    ANCHOR_STRIDE: (4, 8, 16, 32, 64)
+    FPN_POST_NMS_TOP_N_TRAIN: 2000
+    RPN_HEAD: FBNet.rpn_head
+  RETINANET:
+    SCALES_PER_OCTAVE: 3
+    USE_C5: False
+    STRADDLE_THRESH: -1
+    FG_IOU_THRESHOLD: 0.5
+  ROI_BOX_HEAD:
+    POOLER_SCALES: (0.25, 0.125, 0.0625, 0.03125)
+    NUM_CLASSES: 2
+  ROI_KEYPOINT_HEAD:
+    POOLER_SAMPLING_RATIO: 2
+    RESOLUTION: 56
+    SHARE_BOX_FEATURE_EXTRACTOR: False
+  FBNET:
+    ARCH: "xirb16d_dsmask"
+    DET_HEAD_LAST_SCALE: -1.0
+    MASK_HEAD_BLOCKS: [14]
+DATASETS:
+  TRAIN: ("keypoints_coco_2014_train", "keypoints_coco_2014_valminusminival")
+  TEST: ("keypoints_coco_2014_minival",)
+DATALOADER:
+  SIZE_DIVISIBILITY: 32
+SOLVER:
+  BASE_LR: 0.01
+  STEPS: (60000, 80000)
+  TEST_PERIOD: 20
+TEST:
+  BBOX_AUG:
+    ENABLED: True
+    H_FLIP: True
+    SCALES: (400, 500, 600, 700, 900, 1000, 1100, 1200)
+    SCALE_H_FLIP: True
+DTYPE: "float16"
+"""
+
+
+def test_upstream_style_yaml_merges(tmp_path):
+    path = tmp_path / "upstream_style.yaml"
+    path.write_text(UPSTREAM_STYLE_YAML)
+    c = cfg.clone()
+    c.merge_from_file(str(path))
+    assert c.MODEL.RESNETS.STAGE_WITH_DCN == (False, True, True, True)
+    assert c.MODEL.FBNET.MASK_HEAD_BLOCKS == [14]
+    assert c.TEST.BBOX_AUG.SCALES[-1] == 1200
+    assert c.SOLVER.TEST_PERIOD == 20 and c.DTYPE == "float16"
