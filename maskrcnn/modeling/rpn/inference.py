@@ -13,13 +13,6 @@ from .utils import permute_and_flatten
 __all__ = ["RPNPostProcessor", "make_rpn_postprocessor"]
 
 
-def _group_by_image(order_key_image, num_images):
-    """Stable sort of the flat rows by image index: (permutation, count per image)."""
-    image_order = torch.sort(order_key_image, stable=True).indices
-    counts = torch.bincount(order_key_image, minlength=num_images)
-    return image_order, counts
-
-
 def _rank_within_image(sorted_image_idx, counts):
     """For rows already grouped by image (ascending), their position inside their image's group."""
     starts = torch.cumsum(counts, dim=0) - counts
@@ -54,7 +47,9 @@ class RPNPostProcessor(torch.nn.Module):
             per image.
 
     The convention of the output BoxLists (clipping, small boxes, NMS) is the anchors' one.
-    All images of a level go through one batched NMS (image index as the class).
+    All images of a level go through one batched NMS (image index as the class). Subclasses
+    (RetinaNet's) may override ``forward_for_single_feature_map`` and ``select_over_all_levels``,
+    which take and return per-image BoxLists as in maskrcnn-benchmark.
     """
 
     def __init__(
@@ -90,15 +85,14 @@ class RPNPostProcessor(torch.nn.Module):
             for proposal, gt_box in zip(proposals, gt_boxes)
         ]
 
-    def _select_single_level(self, anchors, objectness, box_regression):
-        """One level, all images at once.
+    def forward_for_single_feature_map(self, anchors, objectness, box_regression):
+        """One level, all images at once (one batched NMS, image index as the class).
 
         Arguments:
             anchors: list (images) of BoxList, this level's anchors.
             objectness: Tensor[N, A, H, W]; box_regression: Tensor[N, A * 4, H, W].
         Returns:
-            (boxes Tensor[K, 4], scores Tensor[K], image_idx Tensor[K]) of the kept proposals,
-            grouped by image (ascending) and in decreasing score order inside an image.
+            list (images) of BoxList with field ``objectness``, in decreasing score order.
         """
         device = objectness.device
         N, A, H, W = objectness.shape
@@ -125,17 +119,25 @@ class RPNPostProcessor(torch.nn.Module):
         boxes = boxes.reshape(-1, 4)
         scores = scores.reshape(-1)
 
+        # remove_small_boxes
         widths = boxes[:, 2] - boxes[:, 0] + offset
         heights = boxes[:, 3] - boxes[:, 1] + offset
         keep = torch.nonzero((widths >= self.min_size) & (heights >= self.min_size)).squeeze(1)
+        # boxlist_nms: NMS, then the post_nms_top_n best of each image (both skipped when
+        # nms_thresh <= 0; the rows are then already grouped by image and sorted by score)
         if self.nms_thresh > 0 and keep.numel() > 0:
             from maskrcnn.layers import batched_nms
 
             kept = batched_nms(boxes[keep], scores[keep], image_idx[keep], self.nms_thresh, legacy_plus_one=legacy_plus_one)
             keep = keep[kept]
             keep = keep[_top_n_per_image(scores[keep], image_idx[keep], N, self.post_nms_top_n)]
-        # without NMS the rows are already grouped by image and sorted by score (topk is sorted)
-        return boxes[keep], scores[keep], image_idx[keep]
+        counts = torch.bincount(image_idx[keep], minlength=N).tolist()
+        result = []
+        for image_boxes, image_scores, image_anchors in zip(boxes[keep].split(counts), scores[keep].split(counts), anchors):
+            boxlist = BoxList(image_boxes, image_anchors.size, mode="xyxy", legacy_plus_one=legacy_plus_one)
+            boxlist.add_field("objectness", image_scores)
+            result.append(boxlist)
+        return result
 
     def forward(self, anchors, objectness, box_regression, targets=None):
         """
@@ -145,52 +147,47 @@ class RPNPostProcessor(torch.nn.Module):
             box_regression: list (levels) of Tensor[N, A * 4, H, W].
             targets: list (images) of BoxList; appended to the proposals in training.
         Returns:
-            list (images) of BoxList (xyxy) with field ``objectness`` (sigmoid scores).
+            list (images) of BoxList (xyxy) with field ``objectness`` (sigmoid scores): per image
+            the levels one after the other, then select_over_all_levels when there are several.
         """
-        num_images = len(anchors)
-        if num_images == 0:
+        if len(anchors) == 0:
             return []
         num_levels = len(objectness)
         anchors_per_level = list(zip(*anchors))
-        selected = [
-            self._select_single_level(list(a), o, b) for a, o, b in zip(anchors_per_level, objectness, box_regression)
+        sampled_boxes = [
+            self.forward_for_single_feature_map(list(a), o, b)
+            for a, o, b in zip(anchors_per_level, objectness, box_regression)
         ]
-        boxes = torch.cat([s[0] for s in selected], dim=0)
-        scores = torch.cat([s[1] for s in selected], dim=0)
-        image_idx = torch.cat([s[2] for s in selected], dim=0)
+        boxlists = [cat_boxlist(list(per_image)) for per_image in zip(*sampled_boxes)]
         if num_levels > 1:
-            # per image, levels one after the other (as concatenating per-level BoxLists)
-            order, counts = _group_by_image(image_idx, num_images)
-            boxes, scores, image_idx = boxes[order], scores[order], image_idx[order]
-            keep = self.select_over_all_levels(scores, image_idx, num_images)
-            boxes, scores, image_idx = boxes[keep], scores[keep], image_idx[keep]
-
-        counts = torch.bincount(image_idx, minlength=num_images).tolist()
-        legacy_plus_one = anchors[0][0].legacy_plus_one
-        boxlists = []
-        for image_boxes, image_scores, image_anchors in zip(boxes.split(counts), scores.split(counts), anchors):
-            boxlist = BoxList(image_boxes, image_anchors[0].size, mode="xyxy", legacy_plus_one=legacy_plus_one)
-            boxlist.add_field("objectness", image_scores)
-            boxlists.append(boxlist)
-
+            boxlists = self.select_over_all_levels(boxlists)
         if self.training and targets is not None:
             boxlists = self.add_gt_proposals(boxlists, targets)
         return boxlists
 
-    def select_over_all_levels(self, scores, image_idx, num_images):
-        """Indices of the rows kept after merging the levels (rows grouped by image).
+    def select_over_all_levels(self, boxlists):
+        """Keep the fpn_post_nms_top_n best proposals after merging the levels.
 
-        Per batch (training with fpn_post_nms_per_batch): the fpn_post_nms_top_n best of the whole
-        batch, in their original order. Otherwise the fpn_post_nms_top_n best of each image, in
-        decreasing score order.
+        Per batch (training with fpn_post_nms_per_batch): the best of the whole batch, each image
+        keeping its proposals in their original order. Otherwise the best of each image, in
+        decreasing score order. Vectorised over the batch.
         """
+        num_images = len(boxlists)
+        objectness = torch.cat([boxlist.get_field("objectness") for boxlist in boxlists], dim=0)
+        box_sizes = [len(boxlist) for boxlist in boxlists]
         if self.training and self.fpn_post_nms_per_batch:
-            post_nms_top_n = min(self.fpn_post_nms_top_n, scores.numel())
-            best = torch.topk(scores, post_nms_top_n, dim=0, sorted=True).indices
-            mask = torch.zeros_like(scores, dtype=torch.bool)
+            post_nms_top_n = min(self.fpn_post_nms_top_n, objectness.numel())
+            best = torch.topk(objectness, post_nms_top_n, dim=0, sorted=True).indices
+            mask = torch.zeros_like(objectness, dtype=torch.bool)
             mask[best] = True
-            return torch.nonzero(mask).squeeze(1)
-        return _top_n_per_image(scores, image_idx, num_images, self.fpn_post_nms_top_n)
+            return [boxlist[image_mask] for boxlist, image_mask in zip(boxlists, mask.split(box_sizes))]
+        sizes = torch.tensor(box_sizes, device=objectness.device)
+        image_idx = torch.repeat_interleave(torch.arange(num_images, device=objectness.device), sizes)
+        keep = _top_n_per_image(objectness, image_idx, num_images, self.fpn_post_nms_top_n)
+        starts = torch.cumsum(sizes, dim=0) - sizes
+        local = keep - starts[image_idx[keep]]
+        counts = torch.bincount(image_idx[keep], minlength=num_images).tolist()
+        return [boxlist[idx] for boxlist, idx in zip(boxlists, local.split(counts))]
 
 
 def make_rpn_postprocessor(config, rpn_box_coder, is_train):
