@@ -93,7 +93,7 @@ class BoxCoder(object):
         boxes = boxes.to(rel_codes.dtype)
         ctr_x, ctr_y, widths, heights = self._centres_and_sizes(boxes)
         num_boxes = rel_codes.shape[0]
-        deltas = rel_codes.reshape(num_boxes, -1, 4)  # [N, K, 4]
+        deltas = rel_codes.reshape(num_boxes, rel_codes.shape[1] // 4, 4)  # [N, K, 4]
         weights = deltas.new_tensor(self.weights)
         deltas = deltas / weights
         dx, dy, dw, dh = deltas.unbind(dim=2)  # each [N, K]
@@ -114,4 +114,4 @@ class BoxCoder(object):
             ),
             dim=2,
         )
-        return pred_boxes.reshape(num_boxes, -1)
+        return pred_boxes.reshape(num_boxes, rel_codes.shape[1])
