@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskrcnn.config.conventions import box_convention
+from maskrcnn.layers import Conv2d
 from maskrcnn.modeling import registry
 from maskrcnn.modeling.box_coder import BoxCoder
 
@@ -26,6 +27,14 @@ def _check_feature_list(x, name):
         raise TypeError(f"{name} expects a list or tuple of feature maps, got {type(x).__name__}")
 
 
+# The convs are maskrcnn.layers.Conv2d (nn.Conv2d that also accepts empty feature maps, e.g. an
+# FPN level smaller than its stride); the state dict is the same as nn.Conv2d's.
+
+
+# The convs are maskrcnn.layers.Conv2d (nn.Conv2d that also accepts empty feature maps, e.g. an
+# FPN level smaller than its stride); the state dict is the same as nn.Conv2d's.
+
+
 class RPNHeadConvRegressor(nn.Module):
     """The two 1x1 prediction convs alone: ``cls_logits`` (A objectness logits per location) and
     ``bbox_pred`` (A * 4 deltas), for features already processed (e.g. by
@@ -33,8 +42,8 @@ class RPNHeadConvRegressor(nn.Module):
 
     def __init__(self, cfg, in_channels, num_anchors):
         super().__init__()
-        self.cls_logits = nn.Conv2d(in_channels, num_anchors, kernel_size=1, stride=1)
-        self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, kernel_size=1, stride=1)
+        self.cls_logits = Conv2d(in_channels, num_anchors, kernel_size=1, stride=1)
+        self.bbox_pred = Conv2d(in_channels, num_anchors * 4, kernel_size=1, stride=1)
         _init_normal([self.cls_logits, self.bbox_pred])
 
     def forward(self, x):
@@ -51,7 +60,7 @@ class RPNHeadFeatureSingleConv(nn.Module):
 
     def __init__(self, cfg, in_channels):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, in_channels, kernel_size=3, stride=1, padding=1)
+        self.conv = Conv2d(in_channels, in_channels, kernel_size=3, stride=1, padding=1)
         _init_normal([self.conv])
         self.out_channels = in_channels
 
@@ -74,9 +83,9 @@ class RPNHead(nn.Module):
 
     def __init__(self, cfg, in_channels, num_anchors):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, in_channels, kernel_size=3, stride=1, padding=1)
-        self.cls_logits = nn.Conv2d(in_channels, num_anchors, kernel_size=1, stride=1)
-        self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, kernel_size=1, stride=1)
+        self.conv = Conv2d(in_channels, in_channels, kernel_size=3, stride=1, padding=1)
+        self.cls_logits = Conv2d(in_channels, num_anchors, kernel_size=1, stride=1)
+        self.bbox_pred = Conv2d(in_channels, num_anchors * 4, kernel_size=1, stride=1)
         _init_normal([self.conv, self.cls_logits, self.bbox_pred])
 
     def forward(self, x):
