@@ -176,13 +176,13 @@ def test_image_without_ground_truth_trains_on_negatives_only():
     images, features, targets = _inputs()
     empty = [BoxList(torch.zeros(0, 4), t.size) for t in targets]
     proposals, losses = rpn(images, features, empty)
-    assert torch.isfinite(losses["loss_objectness"]) and float(losses["loss_objectness"]) > 0
-    assert float(losses["loss_rpn_box_reg"]) == 0.0
+    assert torch.isfinite(losses["loss_objectness"]) and float(losses["loss_objectness"].detach()) > 0
+    assert float(losses["loss_rpn_box_reg"].detach()) == 0.0
     losses["loss_objectness"].backward()
     assert rpn.head.cls_logits.weight.grad.abs().sum() > 0
     # mixed batch: one image with objects, one without
     _, losses = rpn(images, features, [targets[0], empty[1]])
-    assert float(losses["loss_rpn_box_reg"]) > 0
+    assert float(losses["loss_rpn_box_reg"].detach()) > 0
 
 
 def test_empty_feature_maps_and_empty_batch():
@@ -191,7 +191,7 @@ def test_empty_feature_maps_and_empty_batch():
     features = [torch.zeros(2, CHANNELS, 0, 0) for _ in range(3)]
     rpn.train()
     proposals, losses = rpn(images, features, targets)
-    assert all(float(v) == 0.0 for v in losses.values())
+    assert all(float(v.detach()) == 0.0 for v in losses.values())
     sum(losses.values()).backward()  # still differentiable
     assert [len(p) for p in proposals] == [len(t) for t in targets]  # only the ground truth
     rpn.eval()
@@ -202,7 +202,7 @@ def test_empty_feature_maps_and_empty_batch():
     no_features = [torch.zeros(0, CHANNELS, 8, 10), torch.zeros(0, CHANNELS, 4, 5), torch.zeros(0, CHANNELS, 2, 3)]
     rpn.train()
     proposals, losses = rpn(no_images, no_features, [])
-    assert proposals == [] and all(float(v) == 0.0 for v in losses.values())
+    assert proposals == [] and all(float(v.detach()) == 0.0 for v in losses.values())
     rpn.eval()
     assert rpn(no_images, no_features)[0] == []
 
@@ -275,8 +275,8 @@ def test_pinned_seeded_losses(fpn, legacy):
     torch.manual_seed(0)
     _, losses = rpn(images, features, _with_convention(targets, legacy))
     objectness, box_reg = PINNED_LOSSES[(fpn, legacy)]
-    assert float(losses["loss_objectness"]) == pytest.approx(objectness, rel=1e-4, abs=1e-6)
-    assert float(losses["loss_rpn_box_reg"]) == pytest.approx(box_reg, rel=1e-4, abs=1e-6)
+    assert float(losses["loss_objectness"].detach()) == pytest.approx(objectness, rel=1e-4, abs=1e-6)
+    assert float(losses["loss_rpn_box_reg"].detach()) == pytest.approx(box_reg, rel=1e-4, abs=1e-6)
 
 
 # ---------------------------------------------------------------------------------------- loss
@@ -354,13 +354,13 @@ def _reference_post_process(processor, anchors, objectness, box_regression):
 def _post_process_inputs(legacy, fpn=True):
     g = torch.Generator().manual_seed(5)
     strides = (8, 16, 32) if fpn else (16,)
-    generator = AnchorGenerator((16, 32, 64) if fpn else (16, 32, 64), (0.5, 1.0, 2.0), strides, legacy_plus_one=legacy)
+    generator = AnchorGenerator((16, 32, 64), (0.5, 1.0, 2.0), strides, legacy_plus_one=legacy)
     images = ImageList(torch.zeros(2, 3, 64, 80), IMAGE_SIZES)
     A = generator.num_anchors_per_location()[0]
     shapes = [(64 // s, 80 // s) for s in strides]
     objectness = [torch.randn(2, A, h, w, generator=g) for h, w in shapes]
     box_regression = [0.3 * torch.randn(2, 4 * A, h, w, generator=g) for h, w in shapes]
-    anchors = generator(images, [o for o in objectness])
+    anchors = generator(images, objectness)
     return anchors, objectness, box_regression
 
 
