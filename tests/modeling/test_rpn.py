@@ -425,3 +425,23 @@ def test_postprocessor_builder_picks_train_or_test_values():
     assert (test.pre_nms_top_n, test.post_nms_top_n, test.fpn_post_nms_top_n) == (200, 40, 50)
     assert train.box_coder is coder and not train.fpn_post_nms_per_batch
     assert train.nms_thresh == cfg.MODEL.RPN.NMS_THRESH and train.min_size == cfg.MODEL.RPN.MIN_SIZE
+
+
+def test_matching_an_image_without_ground_truth_keeps_copied_fields():
+    """RetinaNet's loss (a subclass) copies the ``labels`` field of the matched ground truth."""
+    anchors = BoxList(torch.tensor([[0.0, 0.0, 9.0, 9.0], [5.0, 5.0, 20.0, 20.0]]), (32, 32))
+    empty = BoxList(torch.zeros(0, 4), (32, 32))
+    empty.add_field("labels", torch.zeros(0, dtype=torch.int64))
+    loss = make_rpn_loss_evaluator(_cfg(), BoxCoder((1, 1, 1, 1)))
+    matched = loss.match_targets_to_anchors(anchors, empty, ["labels"])
+    assert matched.get_field("matched_idxs").tolist() == [-1, -1]
+    assert matched.get_field("labels").tolist() == [0, 0]
+    assert torch.equal(matched.bbox, anchors.bbox)
+    labels, regression = loss.prepare_targets([_with_visibility(anchors)], [empty])
+    assert labels[0].tolist() == [0.0, 0.0]
+    assert regression[0].abs().sum() == 0
+
+
+def _with_visibility(boxlist):
+    boxlist.add_field("visibility", torch.ones(len(boxlist), dtype=torch.bool))
+    return boxlist

@@ -49,7 +49,16 @@ class RPNLossComputation(object):
         if len(target) > 0:
             matched_targets = target[matched_idxs.clamp(min=0)]
         else:
+            # no ground truth: every anchor is background; its "matched" box is itself (zero
+            # regression target) and copied tensor fields (e.g. RetinaNet's labels) are zeros
             matched_targets = BoxList(anchor.bbox, anchor.size, mode="xyxy", legacy_plus_one=anchor.legacy_plus_one)
+            for name in target.fields():
+                value = target.get_field(name)
+                if not isinstance(value, torch.Tensor):
+                    raise TypeError(
+                        f"RPN loss: cannot match the non-tensor field {name!r} of an image without ground truth"
+                    )
+                matched_targets.add_field(name, value.new_zeros((len(anchor),) + tuple(value.shape[1:])))
         matched_targets.add_field("matched_idxs", matched_idxs)
         return matched_targets
 
