@@ -321,14 +321,22 @@ class BinaryMaskList(object):
         return PolygonList(self._find_contours(), self.size, legacy_plus_one=legacy_plus_one)
 
     def _find_contours(self):
+        """Outer contours per mask, as flat [x0, y0, ...] lists in COCO polygon coordinates.
+
+        OpenCV traces the centres of the boundary pixels, and pycocotools fills the pixels whose
+        centres fall inside a polygon, so tracing the mask itself would lose half a pixel all
+        round. Tracing a 2x nearest-upsampled copy and mapping u -> (u + 0.5) / 2 puts the outline
+        a quarter pixel inside the mask's edge, so rasterising it gives the mask back.
+        """
         import cv2
 
         instances = []
         for mask in self.masks.detach().cpu().numpy():
-            contours, _ = cv2.findContours(
-                np.ascontiguousarray(mask), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_TC89_L1
+            upsampled = np.ascontiguousarray(mask.repeat(2, axis=0).repeat(2, axis=1))
+            contours, _ = cv2.findContours(upsampled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            instances.append(
+                [((contour.reshape(-1).astype(np.float64) + 0.5) / 2).tolist() for contour in contours]
             )
-            instances.append([contour.reshape(-1).astype(np.float64).tolist() for contour in contours])
         return instances
 
     def to(self, *args, **kwargs):
