@@ -74,11 +74,11 @@ class Keypoints(object):
         num_names = len(self.NAMES) if self.NAMES is not None else None
         if keypoints.numel() == 0:
             keypoints = keypoints.reshape(0, num_names or 0, 3)
-        if keypoints.dim() < 2 or keypoints[0].numel() % 3:
+        if keypoints.dim() < 2 or keypoints.shape[1:].numel() % 3:
             raise ValueError(
                 f"{type(self).__name__}: keypoints must be [N, K, 3] (x, y, visibility), got shape {list(keypoints.shape)}"
             )
-        keypoints = keypoints.reshape(keypoints.shape[0], -1, 3)
+        keypoints = keypoints.reshape(keypoints.shape[0], keypoints.shape[1:].numel() // 3, 3)
         if num_names is not None and keypoints.shape[1] != num_names:
             raise ValueError(
                 f"{type(self).__name__}: expected {num_names} keypoints per object ({self.NAMES}), "
