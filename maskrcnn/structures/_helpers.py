@@ -11,7 +11,7 @@ def normalize_size(size, name="size"):
     Accepts a list or tuple of two numbers or 0-d tensors; raises TypeError / ValueError that
     name the argument and show what was received.
     """
-    if isinstance(size, torch.Size) or not isinstance(size, (list, tuple)):
+    if not isinstance(size, (list, tuple)):
         raise TypeError(f"{name} must be a (width, height) tuple, got {type(size).__name__} {size!r}")
     if len(size) != 2:
         raise ValueError(f"{name} must have 2 entries (width, height), got {len(size)}: {size!r}")

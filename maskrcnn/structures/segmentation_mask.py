@@ -83,8 +83,8 @@ class PolygonInstance(object):
                     "PolygonInstance: polygons must be a list of coordinate lists (one per polygon), "
                     f"got a number at position {position}; wrap a single polygon in a list"
                 )
-            polygon = torch.as_tensor(np.asarray(polygon, dtype=np.float64), dtype=torch.float64)
-            polygon = polygon.reshape(-1)
+            if not (isinstance(polygon, torch.Tensor) and polygon.dtype == torch.float64 and polygon.dim() == 1):
+                polygon = torch.as_tensor(np.asarray(polygon, dtype=np.float64)).reshape(-1)
             if polygon.numel() % 2:
                 raise ValueError(
                     f"PolygonInstance: polygon {position} has an odd number of coordinates ({polygon.numel()})"
@@ -170,9 +170,18 @@ class PolygonList(object):
             )
         self.size = normalize_size(size, "size")
         self.legacy_plus_one = resolve_legacy_plus_one(legacy_plus_one)
-        self.polygons = [
-            PolygonInstance(instance, self.size, legacy_plus_one=self.legacy_plus_one) for instance in polygons
-        ]
+        self.polygons = [self._instance(instance) for instance in polygons]
+
+    def _instance(self, instance):
+        """``instance`` as a PolygonInstance of this list's size and convention (reused when it is one:
+        every operation returns new instances, so they are never modified in place)."""
+        if (
+            isinstance(instance, PolygonInstance)
+            and instance.size == self.size
+            and instance.legacy_plus_one == self.legacy_plus_one
+        ):
+            return instance
+        return PolygonInstance(instance, self.size, legacy_plus_one=self.legacy_plus_one)
 
     def _new(self, instances, size):
         return PolygonList(instances, size, legacy_plus_one=self.legacy_plus_one)
