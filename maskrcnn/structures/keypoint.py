@@ -188,6 +188,30 @@ def make_keypoints_class(class_name, names, flip_map=None, connections=()):
     return type(class_name, (Keypoints,), attributes)
 
 
+_PERSON_SKELETON = [
+    ("left_eye", "right_eye"),
+    ("left_eye", "nose"),
+    ("right_eye", "nose"),
+    ("right_eye", "right_ear"),
+    ("left_eye", "left_ear"),
+    ("right_shoulder", "right_elbow"),
+    ("right_elbow", "right_wrist"),
+    ("left_shoulder", "left_elbow"),
+    ("left_elbow", "left_wrist"),
+    ("right_hip", "right_knee"),
+    ("right_knee", "right_ankle"),
+    ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"),
+    ("right_shoulder", "left_shoulder"),
+    ("right_hip", "left_hip"),
+]
+
+
+def kp_connections(keypoints):
+    """The COCO person skeleton as [i, j] index pairs into the name list ``keypoints``."""
+    return _connection_indices(list(keypoints), _PERSON_SKELETON)
+
+
 class PersonKeypoints(Keypoints):
     """COCO's 17 person keypoints."""
 
@@ -220,23 +244,7 @@ class PersonKeypoints(Keypoints):
         "left_knee": "right_knee",
         "left_ankle": "right_ankle",
     }
-    CONNECTIONS = [
-        ("left_eye", "right_eye"),
-        ("left_eye", "nose"),
-        ("right_eye", "nose"),
-        ("right_eye", "right_ear"),
-        ("left_eye", "left_ear"),
-        ("right_shoulder", "right_elbow"),
-        ("right_elbow", "right_wrist"),
-        ("left_shoulder", "left_elbow"),
-        ("left_elbow", "left_wrist"),
-        ("right_hip", "right_knee"),
-        ("right_knee", "right_ankle"),
-        ("left_hip", "left_knee"),
-        ("left_knee", "left_ankle"),
-        ("right_shoulder", "left_shoulder"),
-        ("right_hip", "left_hip"),
-    ]
+    CONNECTIONS = _PERSON_SKELETON
 
 
 def keypoints_to_heat_map(keypoints, rois, heatmap_size):

@@ -129,3 +129,11 @@ def test_keypoints_to_heat_map_hand_cases():
     assert heatmaps[1].tolist() == [0, 24, 0, 17, 4]
     empty_heatmaps, empty_valid = keypoints_to_heat_map(torch.zeros(0, 17, 3), torch.zeros(0, 4), 56)
     assert empty_heatmaps.numel() == 0 and empty_valid.numel() == 0
+
+
+def test_kp_connections_matches_person_table():
+    from maskrcnn.structures.keypoint import kp_connections
+
+    assert kp_connections(PersonKeypoints.NAMES) == PersonKeypoints.CONNECTIONS
+    reordered = list(reversed(PersonKeypoints.NAMES))
+    assert kp_connections(reordered)[0] == [reordered.index("left_eye"), reordered.index("right_eye")]
