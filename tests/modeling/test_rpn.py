@@ -381,6 +381,19 @@ def test_batched_selection_equals_the_per_image_reference(legacy, fpn):
         torch.testing.assert_close(mine.get_field("objectness"), ref.get_field("objectness"))
 
 
+def test_batched_selection_with_per_image_anchor_tensors():
+    """Anchors that are not one shared grid (e.g. built by hand) take the stacking path."""
+    processor = RPNPostProcessor(60, 15, 0.5, 0.0).eval()
+    anchors, objectness, box_regression = _post_process_inputs(True, fpn=False)
+    moved = BoxList(anchors[1][0].bbox + 3.0, anchors[1][0].size)
+    moved.add_field("visibility", anchors[1][0].get_field("visibility"))
+    anchors = [anchors[0], [moved]]
+    got = processor(anchors, objectness, box_regression)
+    reference = _reference_post_process(processor, anchors, objectness, box_regression)
+    for mine, ref in zip(got, reference):
+        torch.testing.assert_close(mine.bbox, ref.bbox)
+
+
 def test_fpn_post_nms_top_n_per_batch_or_per_image():
     anchors, objectness, box_regression = _post_process_inputs(True)
     objectness = [o.clone() for o in objectness]

@@ -100,14 +100,21 @@ class RPNPostProcessor(torch.nn.Module):
         offset = 1 if legacy_plus_one else 0
 
         objectness = permute_and_flatten(objectness, N, A, 1, H, W).view(N, -1).sigmoid()
-        box_regression = permute_and_flatten(box_regression, N, A, 4, H, W)
         num_anchors = A * H * W
         pre_nms_top_n = min(self.pre_nms_top_n, num_anchors)
         scores, topk_idx = objectness.topk(pre_nms_top_n, dim=1, sorted=True)  # [N, k]
 
         batch_idx = torch.arange(N, device=device)[:, None]
-        box_regression = box_regression[batch_idx, topk_idx]  # [N, k, 4]
-        all_anchors = torch.stack([a.bbox for a in anchors], dim=0)[batch_idx, topk_idx]  # [N, k, 4]
+        # gather the deltas of the selected anchors only: row (y * W + x) * A + a of the flattened
+        # layout (permute_and_flatten) is channel block a at location y * W + x
+        anchor_idx = topk_idx % A
+        location_idx = topk_idx // A
+        box_regression = box_regression.reshape(N, A, 4, H * W)[batch_idx, anchor_idx, :, location_idx]  # [N, k, 4]
+        first = anchors[0].bbox
+        if all(a.bbox is first for a in anchors):  # AnchorGenerator shares one grid between images
+            all_anchors = first[topk_idx]  # [N, k, 4]
+        else:
+            all_anchors = torch.stack([a.bbox for a in anchors], dim=0)[batch_idx, topk_idx]
         boxes = self.box_coder.decode(box_regression.reshape(-1, 4), all_anchors.reshape(-1, 4)).view(N, -1, 4)
 
         # clip to each image ([0, W - 1] legacy, [0, W] modern), as BoxList.clip_to_image
