@@ -458,3 +458,23 @@ def test_matching_an_image_without_ground_truth_keeps_copied_fields():
 def _with_visibility(boxlist):
     boxlist.add_field("visibility", torch.ones(len(boxlist), dtype=torch.bool))
     return boxlist
+
+
+def test_autocast_keeps_proposals_and_losses_in_float32():
+    rpn = build_rpn(_cfg(fpn=True), CHANNELS)
+    images, features, targets = _inputs(fpn=True)
+    rpn.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        proposals, _ = rpn(images, features)
+    for proposal in proposals:
+        assert len(proposal) > 0
+        # decoded in float32: coordinates and scores are not all bfloat16-representable values
+        for values in (proposal.bbox, proposal.get_field("objectness")):
+            assert values.dtype == torch.float32
+            assert (values != values.to(torch.bfloat16).float()).any()
+    rpn.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, losses = rpn(images, features, targets)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert rpn.head.conv.weight.grad is not None

@@ -99,7 +99,10 @@ class RPNPostProcessor(torch.nn.Module):
         legacy_plus_one = anchors[0].legacy_plus_one
         offset = 1 if legacy_plus_one else 0
 
-        objectness = permute_and_flatten(objectness, N, A, 1, H, W).view(N, -1).sigmoid()
+        # scores and boxes in at least float32: under autocast the head's outputs are half /
+        # bfloat16, too coarse for pixel coordinates (bfloat16 steps by 4 px at x = 1000)
+        compute_dtype = torch.promote_types(objectness.dtype, torch.float32)
+        objectness = permute_and_flatten(objectness, N, A, 1, H, W).view(N, -1).to(compute_dtype).sigmoid()
         num_anchors = A * H * W
         pre_nms_top_n = min(self.pre_nms_top_n, num_anchors)
         scores, topk_idx = objectness.topk(pre_nms_top_n, dim=1, sorted=True)  # [N, k]
@@ -110,6 +113,7 @@ class RPNPostProcessor(torch.nn.Module):
         anchor_idx = topk_idx % A
         location_idx = topk_idx // A
         box_regression = box_regression.reshape(N, A, 4, H * W)[batch_idx, anchor_idx, :, location_idx]  # [N, k, 4]
+        box_regression = box_regression.to(compute_dtype)
         first = anchors[0].bbox
         if all(a.bbox is first for a in anchors):  # AnchorGenerator shares one grid between images
             all_anchors = first[topk_idx]  # [N, k, 4]
