@@ -9,11 +9,12 @@
 //   offset/mask   over (image, offset group, tap, pixel) ranges: each owns those output elements and
 //   grads         sums over the group's channels itself.
 #include <ATen/ATen.h>
-#include <ATen/AccumulateType.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "deform_conv/deform_conv_common.h"
@@ -23,6 +24,14 @@ namespace deform_conv {
 namespace {
 
 // A bilinear tap plus the modulation (mask value, 1 for v1) of that tap.
+// Smallest amount of work (in bilinear samples) worth a parallel task: below it, the OpenMP fork/join
+// costs more than it saves, and tiny problems (gradcheck, small feature maps) run on one thread.
+constexpr int64_t kMinSamplesPerTask = int64_t(1) << 15;
+
+inline int64_t grain_size(int64_t samples_per_item) {
+  return std::max<int64_t>(1, kMinSamplesPerTask / std::max<int64_t>(1, samples_per_item));
+}
+
 template <typename acc_t>
 struct ModulatedTap {
   BilinearTap<acc_t> bilinear;
@@ -36,7 +45,7 @@ std::vector<ModulatedTap<acc_t>> build_tap_table(const scalar_t* offset, const s
   const int64_t taps = g.taps(), pixels = g.out_pixels();
   const int64_t rows = g.batch * g.offset_groups * taps;  // one row per (b, group, k)
   std::vector<ModulatedTap<acc_t>> table(rows * pixels);
-  at::parallel_for(0, rows * pixels, 2048, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows * pixels, grain_size(1), [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
       const int64_t row = e / pixels, p = e % pixels;
       const int64_t k = row % taps, group_row = row / taps;  // group_row = b * og + group
@@ -61,11 +70,11 @@ inline acc_t sample(const scalar_t* plane, const acc_t* weights, const int32_t* 
 template <typename scalar_t>
 void im2col_kernel(const scalar_t* input, const scalar_t* offset, const scalar_t* mask,
                    const DeformConvGeometry& g, scalar_t* columns) {
-  using acc_t = at::acc_type<scalar_t, false>;
+  using acc_t = at::opmath_type<scalar_t>;
   const auto table = build_tap_table<scalar_t, acc_t>(offset, mask, g);
   const int64_t taps = g.taps(), pixels = g.out_pixels(), plane_size = g.height * g.width;
   const int64_t column_width = g.batch * pixels;
-  at::parallel_for(0, g.channels * g.batch, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.channels * g.batch, grain_size(taps * pixels), [&](int64_t begin, int64_t end) {
     for (int64_t cb = begin; cb < end; ++cb) {
       const int64_t c = cb / g.batch, b = cb % g.batch;
       const int64_t group = c / g.channels_per_offset_group;
@@ -84,15 +93,15 @@ void im2col_kernel(const scalar_t* input, const scalar_t* offset, const scalar_t
 
 template <typename scalar_t>
 void col2im_kernel(const scalar_t* grad_columns, const scalar_t* input, const scalar_t* offset, const scalar_t* mask,
-                   const DeformConvGeometry& g, at::acc_type<scalar_t, false>* grad_input, scalar_t* grad_offset,
+                   const DeformConvGeometry& g, at::opmath_type<scalar_t>* grad_input, scalar_t* grad_offset,
                    scalar_t* grad_mask) {
-  using acc_t = at::acc_type<scalar_t, false>;
+  using acc_t = at::opmath_type<scalar_t>;
   const auto table = build_tap_table<scalar_t, acc_t>(offset, mask, g);
   const int64_t taps = g.taps(), pixels = g.out_pixels(), plane_size = g.height * g.width;
   const int64_t column_width = g.batch * pixels;
 
   // Input gradient: scatter each column entry back to its four neighbours, one plane per task.
-  at::parallel_for(0, g.channels * g.batch, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.channels * g.batch, grain_size(taps * pixels), [&](int64_t begin, int64_t end) {
     for (int64_t cb = begin; cb < end; ++cb) {
       const int64_t c = cb / g.batch, b = cb % g.batch;
       const int64_t group = c / g.channels_per_offset_group;
@@ -113,7 +122,7 @@ void col2im_kernel(const scalar_t* grad_columns, const scalar_t* input, const sc
 
   // Offset and mask gradients: each task owns a range of pixels of some (image, group, tap) rows.
   const int64_t rows = g.batch * g.offset_groups * taps;
-  at::parallel_for(0, rows * pixels, 1024, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows * pixels, grain_size(g.channels_per_offset_group), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> grad_y, grad_x, grad_m;
     for (int64_t e = begin; e < end;) {
       const int64_t row = e / pixels, p0 = e % pixels;
@@ -171,7 +180,7 @@ struct CpuBackend {
                      const std::optional<at::Tensor>& mask, const DeformConvGeometry& g, at::Tensor grad_input,
                      at::Tensor grad_offset, at::Tensor grad_mask) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "deform_conv2d_col2im_cpu", [&] {
-      using acc_t = at::acc_type<scalar_t, false>;
+      using acc_t = at::opmath_type<scalar_t>;
       col2im_kernel<scalar_t>(grad_columns.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(),
                               offset.data_ptr<scalar_t>(), data_or_null<scalar_t>(mask), g,
                               grad_input.data_ptr<acc_t>(), grad_offset.data_ptr<scalar_t>(),

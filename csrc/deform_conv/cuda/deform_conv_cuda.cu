@@ -1,5 +1,5 @@
 // CUDA kernels of deform_conv2d (forward and backward): float, double, half and bfloat16, with
-// sampling arithmetic and gradient accumulation in at::acc_type (float for half/bfloat16).
+// sampling arithmetic and gradient accumulation in at::opmath_type (float for half/bfloat16).
 //
 //   im2col        one thread per (channel, image, output pixel), looping over the kernel taps;
 //   input grad    one thread per column entry, scattering into four input pixels with atomics
@@ -8,7 +8,7 @@
 //   grads         so each output element is written by exactly one thread.
 // The GEMMs and the loop over batch chunks are in deform_conv_common.h (shared with the CPU path).
 #include <ATen/ATen.h>
-#include <ATen/AccumulateType.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/Atomic.cuh>
 #include <c10/cuda/CUDAGuard.h>
@@ -54,7 +54,7 @@ __device__ inline acc_t sample(const scalar_t* plane, const acc_t* weights, cons
 template <typename scalar_t>
 __global__ void im2col_kernel(const scalar_t* __restrict__ input, const scalar_t* __restrict__ offset,
                               const scalar_t* __restrict__ mask, DeformConvGeometry g, scalar_t* __restrict__ columns) {
-  using acc_t = at::acc_type<scalar_t, true>;
+  using acc_t = at::opmath_type<scalar_t>;
   const int64_t pixels = g.out_pixels(), taps = g.taps(), column_width = g.batch * pixels;
   const int64_t total = g.channels * g.batch * pixels;
   DCN_GRID_STRIDE_LOOP(e, total) {
@@ -74,8 +74,8 @@ __global__ void im2col_kernel(const scalar_t* __restrict__ input, const scalar_t
 template <typename scalar_t>
 __global__ void col2im_input_kernel(const scalar_t* __restrict__ grad_columns, const scalar_t* __restrict__ offset,
                                     const scalar_t* __restrict__ mask, DeformConvGeometry g,
-                                    at::acc_type<scalar_t, true>* __restrict__ grad_input) {
-  using acc_t = at::acc_type<scalar_t, true>;
+                                    at::opmath_type<scalar_t>* __restrict__ grad_input) {
+  using acc_t = at::opmath_type<scalar_t>;
   const int64_t pixels = g.out_pixels(), taps = g.taps(), column_width = g.batch * pixels;
   const int64_t total = g.channels * taps * g.batch * pixels;
   DCN_GRID_STRIDE_LOOP(e, total) {
@@ -100,7 +100,7 @@ __global__ void col2im_coord_kernel(const scalar_t* __restrict__ grad_columns, c
                                     const scalar_t* __restrict__ offset, const scalar_t* __restrict__ mask,
                                     DeformConvGeometry g, scalar_t* __restrict__ grad_offset,
                                     scalar_t* __restrict__ grad_mask) {
-  using acc_t = at::acc_type<scalar_t, true>;
+  using acc_t = at::opmath_type<scalar_t>;
   const int64_t pixels = g.out_pixels(), taps = g.taps(), column_width = g.batch * pixels;
   const int64_t total = g.batch * g.offset_groups * taps * pixels;
   DCN_GRID_STRIDE_LOOP(e, total) {
@@ -156,7 +156,7 @@ struct CudaBackend {
     const int64_t tap_entries = g.batch * g.offset_groups * g.taps() * g.out_pixels();
     const auto stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "deform_conv2d_col2im_cuda", [&] {
-      using acc_t = at::acc_type<scalar_t, true>;
+      using acc_t = at::opmath_type<scalar_t>;
       if (column_entries > 0) {
         col2im_input_kernel<scalar_t><<<blocks_for(column_entries), kThreads, 0, stream>>>(
             grad_columns.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(), data_or_null<scalar_t>(mask), g,
