@@ -222,7 +222,8 @@ inline std::optional<at::Tensor> narrow_batch(const std::optional<at::Tensor>& t
 //               columns [C * K, B * P]);                    // overwrites columns
 //   void col2im(grad_columns [C * K, B * P], input, offset, mask, geometry,
 //               grad_input [B, C, H, W] (accumulate dtype, added to),
-//               grad_offset [B, ...], grad_mask [B, ...] or undefined (written));
+//               grad_offset [B, ...], grad_mask [B, ...] or undefined (written),
+//               columns [C * K, B * P] (written: what im2col gives, for the weight gradient));
 template <typename Backend>
 at::Tensor deform_conv2d_forward_driver(const at::Tensor& input_, const at::Tensor& weight_,
                                         const at::Tensor& offset_, const std::optional<at::Tensor>& mask_,
@@ -300,12 +301,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
       const at::Tensor grad_columns = at::bmm(weight_groups_t, grad_groups).view({rows, b * pixels});
       const at::Tensor input_b = input.narrow(0, start, b), offset_b = offset.narrow(0, start, b);
       const auto mask_b = narrow_batch(mask, start, b);
+      at::Tensor columns = column_storage.narrow(0, 0, rows * b * pixels).view({rows, b * pixels});
       Backend::col2im(grad_columns, input_b, offset_b, mask_b, g, grad_input.narrow(0, start, b),
                       grad_offset.narrow(0, start, b),
-                      mask.has_value() ? grad_mask.narrow(0, start, b) : at::Tensor());
-
-      at::Tensor columns = column_storage.narrow(0, 0, rows * b * pixels).view({rows, b * pixels});
-      Backend::im2col(input_b, offset_b, mask_b, g, columns);
+                      mask.has_value() ? grad_mask.narrow(0, start, b) : at::Tensor(), columns);
       const at::Tensor columns_t = columns.view({p.groups, rows_per_group, b * pixels}).transpose(1, 2);
       if (grad_weight.scalar_type() == dtype) {
         grad_weight.baddbmm_(grad_groups, columns_t);

@@ -5,7 +5,8 @@
 //   input grad    one thread per column entry, scattering into four input pixels with atomics
 //                 (into a float buffer for half/bfloat16);
 //   offset/mask   one thread per (image, offset group, tap, pixel) summing over the group's channels,
-//   grads         so each output element is written by exactly one thread.
+//   grads         so each output element is written by exactly one thread; it also rewrites the
+//                 columns (for the weight gradient) from the samples it reads anyway.
 // The GEMMs and the loop over batch chunks are in deform_conv_common.h (shared with the CPU path).
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
@@ -99,7 +100,7 @@ template <typename scalar_t>
 __global__ void col2im_coord_kernel(const scalar_t* __restrict__ grad_columns, const scalar_t* __restrict__ input,
                                     const scalar_t* __restrict__ offset, const scalar_t* __restrict__ mask,
                                     DeformConvGeometry g, scalar_t* __restrict__ grad_offset,
-                                    scalar_t* __restrict__ grad_mask) {
+                                    scalar_t* __restrict__ grad_mask, scalar_t* __restrict__ columns) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t pixels = g.out_pixels(), taps = g.taps(), column_width = g.batch * pixels;
   const int64_t total = g.batch * g.offset_groups * taps * pixels;
@@ -115,10 +116,22 @@ __global__ void col2im_coord_kernel(const scalar_t* __restrict__ grad_columns, c
     for (int64_t cl = 0; cl < g.channels_per_offset_group; ++cl) {
       const int64_t c = group * g.channels_per_offset_group + cl;
       const scalar_t* plane = input + (b * g.channels + c) * g.height * g.width;
-      const acc_t grad_value = static_cast<acc_t>(grad_columns[(c * taps + k) * column_width + b * pixels + p]);
-      grad_y += grad_value * sample(plane, tap.dweight_dy, tap.index);
-      grad_x += grad_value * sample(plane, tap.dweight_dx, tap.index);
-      if (grad_mask) grad_m += grad_value * sample(plane, tap.weight, tap.index);
+      const int64_t column = (c * taps + k) * column_width + b * pixels + p;
+      const acc_t grad_value = static_cast<acc_t>(grad_columns[column]);
+      acc_t v[4];
+#pragma unroll
+      for (int n = 0; n < 4; ++n) v[n] = static_cast<acc_t>(plane[tap.index[n]]);
+      acc_t value = 0, d_dy = 0, d_dx = 0;
+#pragma unroll
+      for (int n = 0; n < 4; ++n) {
+        value += tap.weight[n] * v[n];
+        d_dy += tap.dweight_dy[n] * v[n];
+        d_dx += tap.dweight_dx[n] * v[n];
+      }
+      grad_y += grad_value * d_dy;
+      grad_x += grad_value * d_dx;
+      grad_m += grad_value * value;
+      columns[column] = static_cast<scalar_t>(modulation * value);  // im2col, for the weight gradient
     }
     scalar_t* out = grad_offset + (group_row * taps + k) * 2 * pixels;
     out[p] = static_cast<scalar_t>(grad_y * modulation);
@@ -151,7 +164,7 @@ struct CudaBackend {
 
   static void col2im(const at::Tensor& grad_columns, const at::Tensor& input, const at::Tensor& offset,
                      const std::optional<at::Tensor>& mask, const DeformConvGeometry& g, at::Tensor grad_input,
-                     at::Tensor grad_offset, at::Tensor grad_mask) {
+                     at::Tensor grad_offset, at::Tensor grad_mask, at::Tensor columns) {
     const int64_t column_entries = grad_columns.numel();
     const int64_t tap_entries = g.batch * g.offset_groups * g.taps() * g.out_pixels();
     const auto stream = c10::cuda::getCurrentCUDAStream();
@@ -167,7 +180,7 @@ struct CudaBackend {
         col2im_coord_kernel<scalar_t><<<blocks_for(tap_entries), kThreads, 0, stream>>>(
             grad_columns.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
             data_or_null<scalar_t>(mask), g, grad_offset.data_ptr<scalar_t>(),
-            grad_mask.defined() ? grad_mask.data_ptr<scalar_t>() : nullptr);
+            grad_mask.defined() ? grad_mask.data_ptr<scalar_t>() : nullptr, columns.data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
     });
