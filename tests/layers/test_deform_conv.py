@@ -319,6 +319,19 @@ def test_deform_conv_module_matches_functional():
 # ----------------------------------------------------------------------------------------------
 # compile, export, autocast, reduced precision
 # ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("with_mask_and_bias", [False, True])
+def test_opcheck_schema_fake_and_autograd_registration(with_mask_and_bias):
+    input, offset, weight, bias, mask, _ = make_inputs(n=1, size=(4, 5), stride=(2, 1), padding=(1, 2),
+                                                       dilation=(1, 2), with_mask=with_mask_and_bias,
+                                                       with_bias=with_mask_and_bias)
+    tensors = [t.requires_grad_() if t is not None else None for t in (input, weight, offset, mask, bias)]
+    params = (2, 1, 1, 2, 1, 2, 1, 1)
+    torch.library.opcheck(torch.ops.maskrcnn.deform_conv2d.default, (*tensors, *params))
+    grad = torch.randn(1, 6, *offset.shape[2:], dtype=torch.float64)
+    detached = [t.detach() if t is not None else None for t in tensors]
+    torch.library.opcheck(torch.ops.maskrcnn._deform_conv2d_backward.default, (grad, *detached, *params))
+
+
 def test_torch_compile_fullgraph_forward_and_backward():
     input, offset, weight, bias, mask, p = make_inputs(dtype=torch.float32)
 
