@@ -282,6 +282,7 @@ def test_dfconv2d_starts_as_a_plain_convolution(modulated):
     torch.testing.assert_close(layer(x), expected * (0.5 if modulated else 1.0), rtol=1e-5, atol=1e-5)
     layer(x).sum().backward()
     assert layer.offset.weight.grad.abs().sum() > 0 and layer.conv.weight.grad.abs().sum() > 0
+    assert layer(x[:0]).shape == (0, *expected.shape[1:])
 
 
 def test_dfconv2d_splits_offsets_and_mask_like_maskrcnn_benchmark():
