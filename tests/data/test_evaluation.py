@@ -94,3 +94,23 @@ def test_voc_ap_hand_case():
     assert result07["ap"][1] == pytest.approx((6 * 1.0 + 5 * 2 / 3) / 11)
     assert np.isnan(result["ap"][0])
     assert calc_detection_voc_ap([np.array([1.0])], [np.array([1.0])])[0] == pytest.approx(1.0)
+
+
+def test_keypoint_evaluation_on_shapes(tmp_path):
+    ds = ShapesDataset(str(tmp_path), "val", keypoints=True, num_images=6, image_size=64,
+                       remove_images_without_annotations=False)
+    preds = []
+    for i in range(len(ds)):
+        gt = ds.get_target(i)
+        p = BoxList(gt.bbox, gt.size)
+        p.add_field("scores", torch.ones(len(gt)))
+        p.add_field("labels", gt.get_field("labels"))
+        p.add_field("keypoints", gt.get_field("keypoints"))
+        preds.append(p)
+    res, _ = evaluate(ds, preds, None, iou_types=("keypoints",))
+    assert res.results["keypoints"]["AP"] > 0.99
+    for p in preds:
+        kps = p.get_field("keypoints")
+        kps.keypoints[..., :2] += 6  # far beyond the OKS tolerance for these small shapes
+    res_bad, _ = evaluate(ds, preds, None, iou_types=("keypoints",))
+    assert res_bad.results["keypoints"]["AP"] < 0.3

@@ -5,7 +5,6 @@ from maskrcnn.config import cfg
 from maskrcnn.data import make_data_loader
 from maskrcnn.data.collate_batch import BatchCollator
 from maskrcnn.data.datasets.evaluation.coco.coco_eval import paste_masks_in_image
-from maskrcnn.structures.bounding_box import BoxList
 
 
 def _cfg(monkeypatch, tmp_path, **solver):
@@ -77,3 +76,17 @@ def test_paste_small_masks_into_boxes():
     assert out.shape == (1, 50, 60)
     assert abs(int(xs.min()) - 10) <= 1 and abs(int(xs.max()) - 39) <= 1
     assert abs(int(ys.min()) - 20) <= 1 and abs(int(ys.max()) - 29) <= 1
+
+
+def test_keep_empty_images(monkeypatch, tmp_path):
+    from maskrcnn.config.paths_catalog import DatasetCatalog
+    from maskrcnn.data.build import build_dataset
+    from maskrcnn.data.transforms import build_transforms
+
+    c = _cfg(monkeypatch, tmp_path)
+    c.DATASETS.SHAPES.MIN_SHAPES_PER_IMAGE = 0
+    c.DATASETS.SHAPES.MAX_SHAPES_PER_IMAGE = 1
+    (dropped,) = build_dataset(["shapes_train"], build_transforms(c, True), DatasetCatalog, True, cfg=c)
+    c.DATALOADER.KEEP_EMPTY_IMAGES = True
+    (kept,) = build_dataset(["shapes_train"], build_transforms(c, True), DatasetCatalog, True, cfg=c)
+    assert len(kept) == 12 and 0 < len(dropped) < 12

@@ -1,5 +1,4 @@
 import pytest
-import torch
 from torch.utils.data.sampler import BatchSampler, SequentialSampler
 
 from maskrcnn.data.samplers import DistributedSampler, GroupedBatchSampler, IterationBasedBatchSampler

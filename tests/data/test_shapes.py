@@ -79,3 +79,29 @@ def test_keypoint_variant_and_dataset(tmp_path):
     # generated once: a second dataset reuses the folder
     again = ShapesDataset(str(tmp_path), "train", keypoints=True, num_images=10, image_size=64)
     assert again.ann_file == ds.ann_file
+
+
+def _generate(root, queue):
+    queue.put(ensure_shapes_dataset(root, "train", num_images=8, image_size=48))
+
+
+def test_interrupted_and_concurrent_generation(tmp_path):
+    import multiprocessing as mp
+
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, ".tmp-train_leftover"))  # what a killed run leaves behind
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_generate, args=(root, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert len(set(results)) == 1
+    ann_file, image_root = results[0]
+    assert len(os.listdir(image_root)) == 8
+    finished = [n for n in os.listdir(root) if not n.startswith(".")]
+    assert finished == [os.path.basename(os.path.dirname(ann_file))]
+    assert [n for n in os.listdir(root) if n.startswith(".tmp-")] == [".tmp-train_leftover"]
