@@ -40,7 +40,10 @@ from maskrcnn.modeling.backbone import build_backbone  # noqa: E402
 from maskrcnn.modeling.backbone.resnet import _STAGE_SPEC_BLOCK_KINDS, BASIC  # noqa: E402
 
 torchvision_models = optional_import("torchvision.models")
-PEERS = {"R-50-C5": "torchvision resnet50 (to layer4)", "R-50-FPN": "torchvision resnet_fpn_backbone"}
+PEERS = {
+    "R-50-C5": "torchvision resnet50 (to layer4)",
+    "R-50-FPN": "torchvision resnet_fpn_backbone",
+}
 
 
 def backbone_cfg(name, stride_in_1x1=True):

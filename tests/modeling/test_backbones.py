@@ -179,7 +179,8 @@ def test_basic_block_norm_variants_forward_backward(stem, block, norm_type):
 
 
 @pytest.mark.parametrize(
-    "stem, block", [("StemWithGN", "BottleneckWithGN"), ("StemWithBatchNorm", "BottleneckWithBatchNorm")]
+    "stem, block",
+    [("StemWithGN", "BottleneckWithGN"), ("StemWithBatchNorm", "BottleneckWithBatchNorm")],
 )
 def test_bottleneck_norm_variants_forward_backward(stem, block):
     one_block_per_stage = tuple(StageSpec(index, 1, True) for index in range(1, 5))
@@ -340,7 +341,8 @@ def test_resnet_head_as_the_c4_box_head_builds_it():
     ).eval()
     assert head.out_channels == 2048
     keys = set(head.state_dict())
-    assert {"layer4.0.downsample.0.weight", "layer4.0.conv1.weight", "layer4.2.bn3.running_var"} <= keys
+    assert {"layer4.0.downsample.0.weight", "layer4.0.conv1.weight",
+            "layer4.2.bn3.running_var"} <= keys
     with torch.no_grad():
         assert tuple(head(torch.randn(2, 1024, 14, 14)).shape) == (2, 2048, 7, 7)
         assert tuple(head(torch.zeros(0, 1024, 14, 14)).shape) == (0, 2048, 7, 7)
@@ -414,3 +416,4 @@ def test_last_level_p6p7_source():
     torch.testing.assert_close(p7, from_c5.p7(torch.relu(p6)))
     torch.testing.assert_close(from_p5(c5, p5)[0], from_p5.p6(p5))
     assert torch.count_nonzero(from_c5.p6.bias) == 0
+

@@ -490,7 +490,9 @@ class ResNetBody(nn.Module):
 
         # A built stem is used as given (ResNet(cfg) builds maskrcnn-benchmark-style stems, which
         # take the cfg); a class is called with the channel count.
-        self.stem = stem_module if isinstance(stem_module, nn.Module) else stem_module(stem_out_channels)
+        if not isinstance(stem_module, nn.Module):
+            stem_module = stem_module(stem_out_channels)
+        self.stem = stem_module
         self.stages = []
         self.return_features = {}
         self.feature_channels = []
