@@ -417,3 +417,27 @@ def test_last_level_p6p7_source():
     torch.testing.assert_close(from_p5(c5, p5)[0], from_p5.p6(p5))
     assert torch.count_nonzero(from_c5.p6.bias) == 0
 
+
+
+def test_user_registered_stem_and_stage_spec_build_from_cfg():
+    class CfgStem(nn.Module):  # maskrcnn-benchmark style: stems take the cfg
+        def __init__(self, cfg):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, cfg.MODEL.RESNETS.STEM_OUT_CHANNELS, 4, stride=4)
+
+        def forward(self, x):
+            return self.conv1(x)
+
+    resnet.register_stem_module("CfgStem", CfgStem)
+    resnet.register_stage_spec("R-2-TEST", (StageSpec(1, 1, False), StageSpec(2, 1, True)))
+    try:
+        body = ResNet(make_cfg("R-2-TEST", STEM_FUNC="CfgStem", STEM_OUT_CHANNELS=16)).eval()
+        assert isinstance(body.stem, CfgStem) and body.stem.conv1.out_channels == 16
+        with torch.no_grad():
+            (c3,) = body(torch.randn(1, 3, 32, 32))
+        assert tuple(c3.shape) == (1, 512, 4, 4) and body.feature_strides == [8]
+        with pytest.raises(KeyError, match="already registered"):
+            resnet.register_stem_module("CfgStem", CfgStem)
+    finally:
+        del resnet._STEM_MODULES["CfgStem"], resnet._STAGE_SPECS["R-2-TEST"]
+        del resnet._STAGE_SPEC_BLOCK_KINDS["R-2-TEST"]

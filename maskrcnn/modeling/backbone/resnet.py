@@ -434,7 +434,7 @@ class ResNetBody(nn.Module):
 
     forward(x: Tensor[N, 3, H, W]) -> list of Tensor[N, C_i, H / s_i, W / s_i], one per stage
     with `return_features`, in stage order; `feature_channels` and `feature_strides` list C_i
-    and s_i.
+    and s_i (strides assume a stem that reduces by 4, as every registered stem does).
 
     stage_specs: sequence of StageSpec (consecutive indices starting at 1), or a registered
         name ("R-50-FPN", ...).
