@@ -441,3 +441,16 @@ def test_user_registered_stem_and_stage_spec_build_from_cfg():
     finally:
         del resnet._STEM_MODULES["CfgStem"], resnet._STAGE_SPECS["R-2-TEST"]
         del resnet._STAGE_SPEC_BLOCK_KINDS["R-2-TEST"]
+
+
+@pytest.mark.slow
+def test_fpn_backbone_exports_with_dynamic_image_size():
+    model = build_backbone(make_cfg("R-18-FPN", BACKBONE_OUT_CHANNELS=64)).eval()
+    height = torch.export.Dim("height", min=128, max=2048)
+    width = torch.export.Dim("width", min=128, max=2048)
+    exported = torch.export.export(model, (torch.randn(1, 3, 256, 320),),
+                                   dynamic_shapes=({2: height, 3: width},))
+    image = torch.randn(1, 3, 160, 224)
+    with torch.no_grad():
+        for a, b in zip(exported.module()(image), model(image)):
+            torch.testing.assert_close(a, b)
