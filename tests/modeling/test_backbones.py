@@ -454,3 +454,46 @@ def test_fpn_backbone_exports_with_dynamic_image_size():
     with torch.no_grad():
         for a, b in zip(exported.module()(image), model(image)):
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("modulated", [False, True])
+def test_dcn_stages(modulated):
+    from maskrcnn.layers import DFConv2d
+
+    one_block_per_stage = tuple(StageSpec(index, 1, True) for index in range(1, 5))
+    arguments = dict(stage_specs=one_block_per_stage, width_per_group=8, stem_out_channels=16,
+                     res2_out_channels=32)
+    body = ResNetBody(**arguments, stage_with_dcn=(False, True, False, True),
+                      with_modulated_dcn=modulated, deformable_groups=2)
+    assert not isinstance(body.layer1[0].conv2, DFConv2d)
+    assert not isinstance(body.layer3[0].conv2, DFConv2d)
+    dcn = body.layer2[0].conv2
+    assert isinstance(dcn, DFConv2d) and isinstance(body.layer4[0].conv2, DFConv2d)
+    keys = set(body.state_dict())
+    assert {"layer2.0.conv2.offset.weight", "layer2.0.conv2.conv.weight",
+            "layer4.0.conv2.offset.bias"} <= keys
+    assert dcn.offset.weight.shape[0] == 2 * (27 if modulated else 18)  # per deformable group
+    outputs = _forward_backward(body, size=(32, 48))
+    check_levels(outputs, 2, 32, 48, [32, 64, 128, 256], [4, 8, 16, 32])
+    assert body.layer2[0].conv2.offset.weight.grad.abs().sum() > 0
+
+    if not modulated:  # offsets start at zero: DCNv1 then computes the plain convolution
+        plain = ResNetBody(**arguments)
+        state = {k.replace("conv2.conv.", "conv2."): v for k, v in body.state_dict().items()
+                 if ".conv2.offset." not in k}
+        plain.load_state_dict(state)
+        x = torch.randn(1, 3, 32, 48)
+        with torch.no_grad():
+            for a, b in zip(body(x), plain(x)):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_dcn_from_config_and_in_basic_blocks():
+    cfg = make_cfg("R-18-FPN", STAGE_WITH_DCN=(False, False, True, True), WITH_MODULATED_DCN=True)
+    body = resnet.ResNet(cfg)
+    keys = set(body.state_dict())
+    assert {"layer3.0.conv2.offset.weight", "layer4.1.conv2.conv.weight"} <= keys
+    assert "layer2.0.conv2.weight" in keys and "layer3.0.conv1.weight" in keys
+    with torch.no_grad():
+        outputs = body.eval()(torch.randn(1, 3, 32, 32))
+    check_levels(outputs, 1, 32, 32, [64, 128, 256, 512], [4, 8, 16, 32])
