@@ -24,10 +24,11 @@
 namespace maskrcnn {
 namespace {
 
-constexpr int64_t kBlock = 64;           // kept boxes per block
-constexpr int64_t kChunk = 1024;         // candidates per cache-resident chunk
-constexpr int64_t kParallelWork = 1 << 20;  // candidate tests of a block (candidates x kept, ~1 ms)
-                                            // worth a parallel region
+constexpr int64_t kBlock = 64;    // kept boxes per block
+constexpr int64_t kChunk = 1024;  // candidates per cache-resident chunk
+// Candidate tests (candidates x kept boxes) of one block, about 1 ms of work, that make a parallel
+// region worth its cost (even on a busy machine, where waking a second thread can take a while).
+constexpr int64_t kParallelWork = 1 << 20;
 
 // Score-sorted boxes as contiguous coordinate arrays; `pos` is each box's rank in score order.
 template <typename T>
@@ -81,8 +82,10 @@ inline void mark_suppressed(const T* __restrict x1, const T* __restrict y1, cons
 #if !defined(MASKRCNN_NO_CLONES) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__linux__)
 #define MASKRCNN_NMS_CLONES __attribute__((target_clones("avx2", "default"), noinline))
-#else
+#elif defined(__GNUC__)
 #define MASKRCNN_NMS_CLONES __attribute__((noinline))
+#else
+#define MASKRCNN_NMS_CLONES
 #endif
 
 MASKRCNN_NMS_CLONES void mark_suppressed_out_of_line(const float* x1, const float* y1, const float* x2,
@@ -92,10 +95,12 @@ MASKRCNN_NMS_CLONES void mark_suppressed_out_of_line(const float* x1, const floa
   mark_suppressed<float>(x1, y1, x2, y2, area, flags, len, kx1, ky1, kx2, ky2, karea, thr, offset);
 }
 
-__attribute__((noinline)) void mark_suppressed_out_of_line(const double* x1, const double* y1, const double* x2,
-                                                           const double* y2, const double* area, int64_t* flags,
-                                                           int64_t len, double kx1, double ky1, double kx2,
-                                                           double ky2, double karea, double thr, double offset) {
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+void mark_suppressed_out_of_line(const double* x1, const double* y1, const double* x2, const double* y2,
+                                 const double* area, int64_t* flags, int64_t len, double kx1, double ky1,
+                                 double kx2, double ky2, double karea, double thr, double offset) {
   mark_suppressed<double>(x1, y1, x2, y2, area, flags, len, kx1, ky1, kx2, ky2, karea, thr, offset);
 }
 
@@ -110,8 +115,8 @@ inline void test_candidates(const T* x1, const T* y1, const T* x2, const T* y2, 
   for (int64_t j = 0; j < len; ++j) local[j] = 0;
   for (int64_t t = 0; t < num_kept; ++t) {
     const int64_t k = kept[t];
-    mark_suppressed_out_of_line(x1 + begin, y1 + begin, x2 + begin, y2 + begin, area + begin, local, len, x1[k], y1[k],
-                    x2[k], y2[k], area[k], thr, offset);
+    mark_suppressed_out_of_line(x1 + begin, y1 + begin, x2 + begin, y2 + begin, area + begin, local, len,
+                                x1[k], y1[k], x2[k], y2[k], area[k], thr, offset);
   }
   for (int64_t j = 0; j < len; ++j) flags[begin + j] = local[j];
 }
@@ -149,8 +154,8 @@ void nms_sorted(SortedBoxes<T>& b, int64_t n, T thr, T offset, bool parallel, ui
     auto test_range = [&](int64_t begin, int64_t end) {
       for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
         int64_t c1 = std::min(end, c0 + kChunk);
-        test_candidates(b.x1.data(), b.y1.data(), b.x2.data(), b.y2.data(), b.area.data(), f, c0,
-                                 c1, kept, num_kept, thr, offset);
+        test_candidates(b.x1.data(), b.y1.data(), b.x2.data(), b.y2.data(), b.area.data(), f, c0, c1, kept,
+                        num_kept, thr, offset);
       }
     };
     int64_t remaining = alive - next;

@@ -89,8 +89,10 @@ struct FastFloatMath {
 // vectorises as a loop of its own; built for AVX2 too where the compiler supports it.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MASKRCNN_FOCAL_CLONES __attribute__((target_clones("avx2", "default"), noinline))
-#else
+#elif defined(__GNUC__)
 #define MASKRCNN_FOCAL_CLONES __attribute__((noinline))
+#else
+#define MASKRCNN_FOCAL_CLONES
 #endif
 
 MASKRCNN_FOCAL_CLONES void negative_loss_float(const float* __restrict x, float* __restrict out, int64_t len,
