@@ -40,25 +40,30 @@ struct Terms {
   }
 };
 
-// x^gamma for x = exp(-s), s >= 0; gamma == 0 gives 1 (also for s = inf).
-template <typename T, typename M>
-MASKRCNN_HOST_DEVICE T pow_of_exp(T s, T gamma) {
-  const T power = M::exp(-gamma * s);
-  return gamma == T(0) ? T(1) : power;
+// base^gamma for base = exp(-s), s >= 0; gamma == 0 gives 1 (also for s = inf). kSquare: the
+// caller knows gamma == 2 (the usual value) and base * base replaces the exp.
+template <typename T, typename M, bool kSquare>
+MASKRCNN_HOST_DEVICE T power(T base, T s, T gamma) {
+  if constexpr (kSquare) {
+    return base * base;
+  } else {
+    const T value = M::exp(-gamma * s);
+    return gamma == T(0) ? T(1) : value;
+  }
 }
 
-template <typename T, typename M>
+template <typename T, typename M, bool kSquare = false>
 MASKRCNN_HOST_DEVICE T focal_loss(T x, bool positive, T gamma, T alpha) {
   Terms<T, M> t(x);
-  return positive ? alpha * pow_of_exp<T, M>(t.sp, gamma) * t.spn
-                  : (T(1) - alpha) * pow_of_exp<T, M>(t.spn, gamma) * t.sp;
+  return positive ? alpha * power<T, M, kSquare>(t.q, t.sp, gamma) * t.spn
+                  : (T(1) - alpha) * power<T, M, kSquare>(t.p, t.spn, gamma) * t.sp;
 }
 
-template <typename T, typename M>
+template <typename T, typename M, bool kSquare = false>
 MASKRCNN_HOST_DEVICE T focal_grad(T x, bool positive, T gamma, T alpha) {
   Terms<T, M> t(x);
-  return positive ? -alpha * pow_of_exp<T, M>(t.sp, gamma) * (t.q + gamma * t.p * t.spn)
-                  : (T(1) - alpha) * pow_of_exp<T, M>(t.spn, gamma) * (t.p + gamma * t.q * t.sp);
+  return positive ? -alpha * power<T, M, kSquare>(t.q, t.sp, gamma) * (t.q + gamma * t.p * t.spn)
+                  : (T(1) - alpha) * power<T, M, kSquare>(t.p, t.spn, gamma) * (t.p + gamma * t.q * t.sp);
 }
 
 }  // namespace focal_detail

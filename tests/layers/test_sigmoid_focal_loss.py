@@ -46,6 +46,21 @@ def test_forward_and_backward_float32(gamma):
     torch.testing.assert_close(got.double(), x.grad, rtol=2e-5, atol=1e-30)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("gamma", [2.0, 1.0])
+def test_backward_with_broadcast_grad(dtype, gamma):
+    # The gradient of loss.sum() reaches the backward as one value expanded to [N, K].
+    logits, targets = random_inputs(50, 7, seed=12, dtype=dtype)
+    expanded = torch.tensor(0.7, dtype=dtype).expand(logits.shape)
+    got = backward_op(logits, targets, expanded, gamma, 0.25)
+    expected = backward_op(logits, targets, expanded.contiguous(), gamma, 0.25)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    x = logits.double().requires_grad_()
+    reference_loss(x, targets, gamma, 0.25).backward(torch.full(logits.shape, 0.7, dtype=torch.float64))
+    tol = 2e-2 if dtype == torch.bfloat16 else 2e-5
+    torch.testing.assert_close(got.double(), x.grad, rtol=tol, atol=tol * 1e-3)
+
+
 def test_extreme_logits_are_finite_and_accurate():
     logits = torch.tensor([[0.0, 1e-8, -1e-8, 30.0, -30.0, 90.0, -90.0, 1e4, -1e4]])
     for dtype in (torch.float32, torch.float64):

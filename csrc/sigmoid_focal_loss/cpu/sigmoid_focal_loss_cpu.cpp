@@ -85,8 +85,9 @@ struct FastFloatMath {
   }
 };
 
-// Negative-entry loss (or gradient times grad) over a flat float range. Out of line so it
-// vectorises as a loop of its own; built for AVX2 too where the compiler supports it.
+// Negative-entry loss (or gradient times grad_loss) over a flat float range, one function per loop
+// so that each vectorises on its own; built for AVX2 too where the compiler supports it. gamma == 2
+// (the usual value) has its own loops that square instead of calling exp.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MASKRCNN_FOCAL_CLONES __attribute__((target_clones("avx2", "default"), noinline))
 #elif defined(__GNUC__)
@@ -95,14 +96,50 @@ struct FastFloatMath {
 #define MASKRCNN_FOCAL_CLONES
 #endif
 
-MASKRCNN_FOCAL_CLONES void negative_loss_float(const float* __restrict x, float* __restrict out, int64_t len,
-                                               float gamma, float alpha) {
-  for (int64_t i = 0; i < len; ++i) out[i] = focal_loss<float, FastFloatMath>(x[i], false, gamma, alpha);
+template <bool kSquare>
+MASKRCNN_FOCAL_CLONES void negative_loss_loop(const float* __restrict x, float* __restrict out, int64_t len, float gamma,
+                               float alpha) {
+  for (int64_t i = 0; i < len; ++i) out[i] = focal_loss<float, FastFloatMath, kSquare>(x[i], false, gamma, alpha);
 }
 
-MASKRCNN_FOCAL_CLONES void negative_grad_float(const float* __restrict x, const float* __restrict grad,
-                                               float* __restrict out, int64_t len, float gamma, float alpha) {
-  for (int64_t i = 0; i < len; ++i) out[i] = grad[i] * focal_grad<float, FastFloatMath>(x[i], false, gamma, alpha);
+void negative_loss_float(const float* x, float* out, int64_t len, float gamma, float alpha) {
+  if (gamma == 2.0f) {
+    negative_loss_loop<true>(x, out, len, gamma, alpha);
+  } else {
+    negative_loss_loop<false>(x, out, len, gamma, alpha);
+  }
+}
+
+// kBroadcast: every entry's grad_loss is `scale` (the gradient of a sum); otherwise grad[i].
+template <bool kSquare, bool kBroadcast>
+MASKRCNN_FOCAL_CLONES void negative_grad_loop(const float* __restrict x, const float* __restrict grad, float scale,
+                                              float* __restrict out, int64_t len, float gamma, float alpha) {
+  for (int64_t i = 0; i < len; ++i) {
+    const float d = focal_grad<float, FastFloatMath, kSquare>(x[i], false, gamma, alpha);
+    if constexpr (kBroadcast) {
+      out[i] = scale * d;
+    } else {
+      out[i] = grad[i] * d;
+    }
+  }
+}
+
+// grad: one value per entry, or nullptr when every entry's value is `scale`.
+void negative_grad_float(const float* x, const float* grad, float scale, float* out, int64_t len, float gamma,
+                         float alpha) {
+  if (gamma == 2.0f) {
+    if (grad) {
+      negative_grad_loop<true, false>(x, grad, scale, out, len, gamma, alpha);
+    } else {
+      negative_grad_loop<true, true>(x, grad, scale, out, len, gamma, alpha);
+    }
+  } else {
+    if (grad) {
+      negative_grad_loop<false, false>(x, grad, scale, out, len, gamma, alpha);
+    } else {
+      negative_grad_loop<false, true>(x, grad, scale, out, len, gamma, alpha);
+    }
+  }
 }
 
 // Loss of rows [begin, end): generic version (standard math in opmath type).
@@ -132,30 +169,32 @@ void forward_rows(const float* x, const int64_t* tgt, float* out, int64_t begin,
   }
 }
 
-// grad_loss * d loss / d logits of rows [begin, end): generic version.
+// grad_loss * d loss / d logits of rows [begin, end): generic version. grad_step is 1, or 0 when
+// grad_loss is one value broadcast to every entry.
 template <typename scalar_t>
-void backward_rows(const scalar_t* x, const int64_t* tgt, const scalar_t* grad, scalar_t* out, int64_t begin,
-                   int64_t end, int64_t k, double gamma, double alpha) {
+void backward_rows(const scalar_t* x, const int64_t* tgt, const scalar_t* grad, int64_t grad_step, scalar_t* out,
+                   int64_t begin, int64_t end, int64_t k, double gamma, double alpha) {
   using opmath_t = at::opmath_type<scalar_t>;
   const opmath_t g = static_cast<opmath_t>(gamma), a = static_cast<opmath_t>(alpha);
   for (int64_t r = begin; r < end; ++r) {
     for (int64_t c = 0; c < k; ++c) {
       int64_t i = r * k + c;
       opmath_t d = focal_grad<opmath_t, StdMath>(static_cast<opmath_t>(x[i]), tgt[r] == c + 1, g, a);
-      out[i] = static_cast<scalar_t>(static_cast<opmath_t>(grad[i]) * d);
+      out[i] = static_cast<scalar_t>(static_cast<opmath_t>(grad[i * grad_step]) * d);
     }
   }
 }
 
 // Float version: the vectorised negative loop, then the positive entries.
-void backward_rows(const float* x, const int64_t* tgt, const float* grad, float* out, int64_t begin, int64_t end,
-                   int64_t k, double gamma, double alpha) {
+void backward_rows(const float* x, const int64_t* tgt, const float* grad, int64_t grad_step, float* out,
+                   int64_t begin, int64_t end, int64_t k, double gamma, double alpha) {
   const float g = static_cast<float>(gamma), a = static_cast<float>(alpha);
-  negative_grad_float(x + begin * k, grad + begin * k, out + begin * k, (end - begin) * k, g, a);
+  const float* row_grad = grad_step ? grad + begin * k : nullptr;
+  negative_grad_float(x + begin * k, row_grad, grad[0], out + begin * k, (end - begin) * k, g, a);
   for (int64_t r = begin; r < end; ++r) {
     if (tgt[r] > 0) {
       int64_t i = r * k + tgt[r] - 1;
-      out[i] = grad[i] * focal_grad<float, FastFloatMath>(x[i], true, g, a);
+      out[i] = grad[i * grad_step] * focal_grad<float, FastFloatMath>(x[i], true, g, a);
     }
   }
 }
@@ -193,9 +232,15 @@ at::Tensor backward_cpu(const at::Tensor& logits, const at::Tensor& targets, con
   TORCH_CHECK(logits.device().is_cpu(), op, ": logits must be a CPU tensor for the CPU kernel");
   at::Tensor t = focal_detail::checked_targets_cpu(targets, logits.size(1), op);
   at::Tensor x = logits.contiguous();
-  at::Tensor grad = grad_loss.to(x.scalar_type()).contiguous();
   at::Tensor out = at::empty_like(x);
   if (out.numel() == 0) return out;
+  // The gradient of a sum arrives as one value expanded to [N, K] (strides 0): read that value
+  // instead of materialising the expansion.
+  const bool broadcast = grad_loss.stride(0) == 0 && grad_loss.stride(1) == 0;
+  at::Tensor grad = (broadcast ? grad_loss.select(0, 0).select(0, 0).reshape({1}) : grad_loss)
+                        .to(x.scalar_type())
+                        .contiguous();
+  const int64_t grad_step = broadcast ? 0 : 1;
   const int64_t n = x.size(0), k = x.size(1);
   const int64_t* tgt = t.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sigmoid_focal_loss_backward_cpu", [&] {
@@ -203,7 +248,7 @@ at::Tensor backward_cpu(const at::Tensor& logits, const at::Tensor& targets, con
     const scalar_t* gp = grad.data_ptr<scalar_t>();
     scalar_t* outp = out.data_ptr<scalar_t>();
     at::parallel_for(0, n, row_grain(k), [&](int64_t begin, int64_t end) {
-      backward_rows(xp, tgt, gp, outp, begin, end, k, gamma, alpha);
+      backward_rows(xp, tgt, gp, grad_step, outp, begin, end, k, gamma, alpha);
     });
   });
   return out;
