@@ -2,3 +2,5 @@
 from .batch_norm import FrozenBatchNorm2d
 from .misc import BatchNorm2d, Conv2d, ConvTranspose2d, interpolate
 from .smooth_l1_loss import smooth_l1_loss
+from .roi_align import ROIAlign, roi_align
+from .roi_pool import ROIPool, roi_pool
