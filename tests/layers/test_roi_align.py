@@ -107,6 +107,25 @@ def test_matches_reference_float64(aligned, sampling_ratio):
 
 
 @pytest.mark.parametrize("aligned", [False, True])
+def test_wide_and_narrow_rois_match_reference(aligned):
+    """Wide RoIs with few samples take the kernel's direct path, narrow ones its two-pass path."""
+    generator = torch.Generator().manual_seed(11)
+    input = torch.randn(1, 2, 5, 90, generator=generator, dtype=torch.float64)
+    rois = torch.tensor(
+        [[0.0, 1.5, 0.5, 88.0, 4.0], [0.0, -3.0, 1.0, 95.0, 3.5], [0.0, 10.2, 0.2, 13.7, 3.9], [0.0, 40.0, 2.0, 41.0, 2.5]],
+        dtype=torch.float64,
+    )
+    grad_out = torch.randn(4, 2, 2, 3, generator=generator, dtype=torch.float64)
+    for sampling_ratio in (1, 0):
+        x = input.clone().requires_grad_()
+        out = roi_align(x, rois, (2, 3), 1.0, sampling_ratio, aligned)
+        expected = reference_roi_align(input, rois, (2, 3), 1.0, sampling_ratio, aligned)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+        out.backward(grad_out)
+        torch.testing.assert_close((expected * grad_out).sum(), (input * x.grad).sum())
+
+
+@pytest.mark.parametrize("aligned", [False, True])
 def test_matches_reference_float32(aligned):
     input, rois = make_case(torch.float32, seed=1)
     out = roi_align(input, rois, 5, 0.5, 2, aligned)

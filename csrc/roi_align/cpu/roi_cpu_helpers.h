@@ -41,12 +41,20 @@ RoisByImage group_rois_by_image(const char* op, const scalar_t* rois, int64_t nu
   return groups;
 }
 
+// Grain size for at::parallel_for over planes: enough planes per task that a task does at least
+// ~64k elementary steps, so that small problems (tests, a few RoIs) stay on the calling thread.
+inline int64_t plane_grain(int64_t steps_per_plane) {
+  constexpr int64_t kMinStepsPerTask = int64_t(1) << 16;
+  return std::max<int64_t>(1, kMinStepsPerTask / std::max<int64_t>(1, steps_per_plane));
+}
+
 // Calls body(plane, acc) for every plane of grad_input (num_planes planes of plane_size elements) in
 // parallel, acc pointing at plane_size zeros of acc_t that end up in that plane: the plane itself when
 // acc_t is scalar_t, else a per-thread buffer converted into it afterwards. A thread owns its planes.
 template <typename scalar_t, typename acc_t, typename Body>
-void for_each_gradient_plane(scalar_t* grad_input, int64_t num_planes, int64_t plane_size, const Body& body) {
-  at::parallel_for(0, num_planes, 1, [&](int64_t first, int64_t last) {
+void for_each_gradient_plane(
+    scalar_t* grad_input, int64_t num_planes, int64_t plane_size, int64_t grain, const Body& body) {
+  at::parallel_for(0, num_planes, grain, [&](int64_t first, int64_t last) {
     std::vector<acc_t> scratch;
     for (int64_t plane = first; plane < last; ++plane) {
       scalar_t* out = grad_input + plane * plane_size;
