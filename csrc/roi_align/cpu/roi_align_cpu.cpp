@@ -266,7 +266,8 @@ void roi_align_forward_typed(
   const int64_t grain = roi::plane_grain(plane_size + num_rois / input.size(0) * bins_per_roi * 16);
   at::parallel_for(0, input.size(0) * channels, grain, [&](int64_t first, int64_t last) {
     std::vector<acc_t> line(width);
-    for (int64_t plane = first; plane < last; ++plane) {
+    for (int64_t task = first; task < last; ++task) {
+      const int64_t plane = roi::plane_of_task(task, input.size(0), channels);
       const int64_t n = plane / channels;
       const int64_t c = plane % channels;
       for (int64_t r = groups.begin[n]; r < groups.begin[n + 1]; ++r) {
@@ -303,7 +304,7 @@ void roi_align_backward_typed(
   const int64_t bins_per_roi = int64_t(pooled_height) * pooled_width;
   const int64_t plane_size = int64_t(height) * width;
   roi::for_each_gradient_plane<scalar_t, acc_t>(
-      grad_input.mutable_data_ptr<scalar_t>(), batch_size * channels, plane_size,
+      grad_input.mutable_data_ptr<scalar_t>(), batch_size, channels, plane_size,
       roi::plane_grain(plane_size + num_rois / batch_size * bins_per_roi * 16),
       [&](int64_t plane, acc_t* acc) {
         std::vector<acc_t> line(width);

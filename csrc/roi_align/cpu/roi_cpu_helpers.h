@@ -6,9 +6,8 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <type_traits>
-
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace maskrcnn {
@@ -48,15 +47,25 @@ inline int64_t plane_grain(int64_t steps_per_plane) {
   return std::max<int64_t>(1, kMinStepsPerTask / std::max<int64_t>(1, steps_per_plane));
 }
 
-// Calls body(plane, acc) for every plane of grad_input (num_planes planes of plane_size elements) in
-// parallel, acc pointing at plane_size zeros of acc_t that end up in that plane: the plane itself when
-// acc_t is scalar_t, else a per-thread buffer converted into it afterwards. A thread owns its planes.
+// Task t of a parallel loop over the num_images * channels planes of an NCHW tensor handles plane
+// (t % num_images) * channels + t / num_images: channel-major, so that every thread's share of the
+// planes mixes the images (whose RoI counts may differ).
+inline int64_t plane_of_task(int64_t task, int64_t num_images, int64_t channels) {
+  return (task % num_images) * channels + task / num_images;
+}
+
+// Calls body(plane, acc) for every plane of grad_input (num_images * channels planes of plane_size
+// elements) in parallel (at least `grain` planes per task), acc pointing at plane_size zeros of acc_t
+// that end up in that plane: the plane itself when acc_t is scalar_t, else a per-thread buffer
+// converted into it afterwards. A thread owns its planes.
 template <typename scalar_t, typename acc_t, typename Body>
 void for_each_gradient_plane(
-    scalar_t* grad_input, int64_t num_planes, int64_t plane_size, int64_t grain, const Body& body) {
-  at::parallel_for(0, num_planes, grain, [&](int64_t first, int64_t last) {
+    scalar_t* grad_input, int64_t num_images, int64_t channels, int64_t plane_size, int64_t grain,
+    const Body& body) {
+  at::parallel_for(0, num_images * channels, grain, [&](int64_t first, int64_t last) {
     std::vector<acc_t> scratch;
-    for (int64_t plane = first; plane < last; ++plane) {
+    for (int64_t task = first; task < last; ++task) {
+      const int64_t plane = plane_of_task(task, num_images, channels);
       scalar_t* out = grad_input + plane * plane_size;
       acc_t* acc;
       if constexpr (std::is_same_v<scalar_t, acc_t>) {

@@ -80,7 +80,8 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(
     const int64_t bins_per_roi = int64_t(ph_count) * pw_count;
     const int64_t grain = roi::plane_grain(num_rois / input.size(0) * bins_per_roi * 8);
     at::parallel_for(0, input.size(0) * channels, grain, [&](int64_t first, int64_t last) {
-      for (int64_t plane = first; plane < last; ++plane) {
+      for (int64_t task = first; task < last; ++task) {
+        const int64_t plane = roi::plane_of_task(task, input.size(0), channels);
         const int64_t n = plane / channels;
         const int64_t c = plane % channels;
         const scalar_t* in = in_data + plane * plane_size;
@@ -149,7 +150,7 @@ at::Tensor roi_pool_backward_cpu(
     const int64_t plane_size = height * width;
     const int64_t bins_per_roi = pooled_height * pooled_width;
     roi::for_each_gradient_plane<scalar_t, acc_t>(
-        grad_in_data, batch_size * channels, plane_size,
+        grad_in_data, batch_size, channels, plane_size,
         roi::plane_grain(plane_size + num_rois / batch_size * bins_per_roi), [&](int64_t plane, acc_t* acc) {
           const int64_t n = plane / channels;
           const int64_t c = plane % channels;
