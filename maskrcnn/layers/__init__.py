@@ -7,3 +7,5 @@ from .smooth_l1_loss import smooth_l1_loss
 from .dcn.deform_conv_func import deform_conv, modulated_deform_conv
 from .dcn.deform_conv_module import DeformConv, ModulatedDeformConv, ModulatedDeformConvPack
 from .dcn.dfconv import DFConv2d
+from .roi_align import ROIAlign, roi_align
+from .roi_pool import ROIPool, roi_pool
