@@ -1,0 +1,1 @@
+from . import fbnet  # noqa: F401  (registers FBNet in BACKBONES, RPN_HEADS and ROI_*_FEATURE_EXTRACTORS)
