@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from maskrcnn.config.conventions import box_convention
 from maskrcnn.layers import ROIAlign
 
 
@@ -152,16 +153,17 @@ class Pooler(nn.Module):
 
 def make_pooler(cfg, head_name):
     """Pooler for cfg.MODEL.<head_name> (e.g. "ROI_BOX_HEAD"): POOLER_RESOLUTION, POOLER_SCALES,
-    POOLER_SAMPLING_RATIO (and POOLER_ALIGNED where the config has it); the box convention of
-    the level mapping is cfg.MODEL.BOX_CONVENTION_LEGACY (True where absent)."""
+    POOLER_SAMPLING_RATIO; RoIAlign alignment and the box-area convention of the level mapping
+    follow MODEL.BOX_CONVENTION_LEGACY (legacy: aligned=False, "+1" areas)."""
     if head_name not in cfg.MODEL:
         raise KeyError(f"make_pooler: the config has no MODEL.{head_name}")
     head_cfg = cfg.MODEL[head_name]
+    convention = box_convention(cfg)
     resolution = head_cfg.POOLER_RESOLUTION
     return Pooler(
         output_size=(resolution, resolution),
         scales=head_cfg.POOLER_SCALES,
         sampling_ratio=head_cfg.POOLER_SAMPLING_RATIO,
-        aligned=bool(head_cfg.get("POOLER_ALIGNED", False)),
-        legacy_plus_one=bool(cfg.MODEL.get("BOX_CONVENTION_LEGACY", True)),
+        aligned=convention.pooler_aligned,
+        legacy_plus_one=convention.legacy_plus_one,
     )

@@ -198,7 +198,13 @@ def test_make_pooler_reads_the_head_config():
     assert pooler.output_size == (5, 5)
     assert pooler.map_levels.k_min == 2 and pooler.map_levels.k_max == 5
     assert pooler.map_levels.legacy_plus_one is True
+    assert all(not p.aligned for p in pooler.poolers)
     result = pooler(_pyramid(2, 3), _multi_level_boxes())
     assert result.shape == (6, 3, 5, 5)
+
+    cfg.MODEL.BOX_CONVENTION_LEGACY = False
+    modern = make_pooler(cfg, "ROI_BOX_HEAD")
+    assert all(p.aligned for p in modern.poolers)
+    assert modern.map_levels.legacy_plus_one is False
     with pytest.raises(KeyError, match="NOT_A_HEAD"):
         make_pooler(cfg, "NOT_A_HEAD")
