@@ -398,3 +398,40 @@ def test_keypoint_head_uses_kpts_stage_or_head_fallback():
 
     with pytest.raises(KeyError, match="head"):
         fbnet.add_roi_head_keypoints(_pooled_cfg("default", 6), 96)
+
+
+def test_parts_of_the_upstream_xirb16d_dsmask_config():
+    # the FBNet settings of maskrcnn-benchmark's e2e_mask_rcnn_fbnet_xirb16d_dsmask.yaml
+    cfg = default_cfg.clone()
+    cfg.merge_from_list([
+        "MODEL.BACKBONE.CONV_BODY", "FBNet",
+        "MODEL.FBNET.ARCH", "xirb16d_dsmask",
+        "MODEL.FBNET.WIDTH_DIVISOR", 8,
+        "MODEL.FBNET.DET_HEAD_LAST_SCALE", -1.0,
+        "MODEL.RPN.ANCHOR_STRIDE", (16,),
+        "MODEL.RPN.RPN_HEAD", "FBNet.rpn_head",
+        "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 6,
+        "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FBNet.roi_head",
+        "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION", 6,
+        "MODEL.ROI_MASK_HEAD.FEATURE_EXTRACTOR", "FBNet.roi_head_mask",
+    ])
+    backbone = registry.BACKBONES[cfg.MODEL.BACKBONE.CONV_BODY](cfg)
+    assert backbone.out_channels == 128
+    features = backbone.eval()(torch.randn(2, 3, 64, 64))
+    assert features[0].shape == (2, 128, 4, 4)
+
+    rpn_head = registry.RPN_HEADS[cfg.MODEL.RPN.RPN_HEAD](cfg, backbone.out_channels, 15)
+    objectness, deltas = rpn_head.eval()(features)
+    assert objectness[0].shape == (2, 15, 4, 4) and deltas[0].shape == (2, 60, 4, 4)
+
+    box_head = registry.ROI_BOX_FEATURE_EXTRACTORS[cfg.MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR](
+        cfg, backbone.out_channels)
+    assert box_head.out_channels == 160  # -1.0: a last 1x1 conv keeping the depth
+    assert box_head.head.last.conv.out_channels == 160
+    assert box_head.eval()(features, _proposals()).shape == (3, 160, 3, 3)
+
+    mask_head = registry.ROI_MASK_FEATURE_EXTRACTORS[cfg.MODEL.ROI_MASK_HEAD.FEATURE_EXTRACTOR](
+        cfg, backbone.out_channels)
+    assert mask_head.out_channels == 64
+    # 6 -> stride 2 -> 3 -> two 2x upsamplings -> 12 (the yaml's mask RESOLUTION)
+    assert mask_head.eval()(features, _proposals()).shape == (3, 64, 12, 12)
