@@ -232,6 +232,9 @@ _ARCH_OUT_CHANNELS = {
     "xirb16d_dsmask": 128,
     "cham_v1a": 88,
     "cham_v2": 56,
+    "fbnet_a": 112,
+    "fbnet_b": 112,
+    "fbnet_c": 112,
 }
 
 

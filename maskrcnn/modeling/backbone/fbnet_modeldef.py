@@ -158,3 +158,70 @@ MODEL_ARCH_CHAM = {
     },
 }
 add_archs(MODEL_ARCH_CHAM)
+
+
+def _arch_from_block_rows(first, stages, last=(0, 0.0), **stage_roles):
+    """An arch def from per-block rows: stages = [[(op, t, c, s), ...] per stage]."""
+    return {
+        "block_op_type": [[op for op, _, _, _ in stage] for stage in stages],
+        "block_cfg": {
+            "first": list(first),
+            "stages": [[[t, c, 1, s] for _, t, c, s in stage] for stage in stages],
+            "last": list(last),
+            **stage_roles,
+        },
+    }
+
+
+# FBNet-A/B/C (the ImageNet architectures of the FBNet paper, as tabulated in mobile-vision's
+# fbnet_modeldef_cls), laid out for detection like "mobilenet_v2": stages 0-3 form the stride-16
+# trunk (112 channels) and stage 4 (184 -> 352 channels, first block stride 2) is the box head.
+# The paper's "k5_g2" / "k3_g2" blocks (expansion 1, 2 groups) are the ir_k5_s2 / ir_k3_s2 ops.
+MODEL_ARCH_FBNET = {
+    "fbnet_a": _arch_from_block_rows(
+        first=(16, 2),
+        stages=[
+            [("skip", 1, 16, 1)],
+            [("ir_k3", 3, 24, 2), ("ir_k3", 1, 24, 1), ("skip", 1, 24, 1), ("skip", 1, 24, 1)],
+            [("ir_k5", 6, 32, 2), ("ir_k3", 3, 32, 1), ("ir_k5", 1, 32, 1), ("ir_k3", 3, 32, 1)],
+            [("ir_k5", 6, 64, 2), ("ir_k5", 3, 64, 1), ("ir_k5_s2", 1, 64, 1),
+             ("ir_k5", 6, 64, 1), ("ir_k3", 6, 112, 1), ("ir_k5_s2", 1, 112, 1),
+             ("ir_k5", 3, 112, 1), ("ir_k3_s2", 1, 112, 1)],
+            [("ir_k5", 6, 184, 2), ("ir_k5", 6, 184, 1), ("ir_k5", 3, 184, 1),
+             ("ir_k5", 6, 184, 1), ("ir_k5", 6, 352, 1)],
+        ],
+        backbone=[0, 1, 2, 3],
+        bbox=[4],
+    ),
+    "fbnet_b": _arch_from_block_rows(
+        first=(16, 2),
+        stages=[
+            [("ir_k3", 1, 16, 1)],
+            [("ir_k3", 6, 24, 2), ("ir_k5", 1, 24, 1), ("ir_k3", 1, 24, 1), ("ir_k3", 1, 24, 1)],
+            [("ir_k5", 6, 32, 2), ("ir_k5", 3, 32, 1), ("ir_k3", 6, 32, 1), ("ir_k5", 6, 32, 1)],
+            [("ir_k5", 6, 64, 2), ("ir_k5", 6, 64, 1), ("skip", 1, 64, 1), ("ir_k5", 3, 64, 1),
+             ("ir_k5", 6, 112, 1), ("ir_k3", 1, 112, 1), ("ir_k5", 1, 112, 1),
+             ("ir_k5", 3, 112, 1)],
+            [("ir_k5", 6, 184, 2), ("ir_k5", 1, 184, 1), ("ir_k5", 6, 184, 1),
+             ("ir_k5", 6, 184, 1), ("ir_k3", 6, 352, 1)],
+        ],
+        backbone=[0, 1, 2, 3],
+        bbox=[4],
+    ),
+    "fbnet_c": _arch_from_block_rows(
+        first=(16, 2),
+        stages=[
+            [("ir_k3", 1, 16, 1)],
+            [("ir_k3", 6, 24, 2), ("skip", 1, 24, 1), ("ir_k3", 1, 24, 1), ("ir_k3", 1, 24, 1)],
+            [("ir_k5", 6, 32, 2), ("ir_k5", 3, 32, 1), ("ir_k5", 6, 32, 1), ("ir_k3", 6, 32, 1)],
+            [("ir_k5", 6, 64, 2), ("ir_k5", 3, 64, 1), ("ir_k5", 6, 64, 1), ("ir_k5", 6, 64, 1),
+             ("ir_k5", 6, 112, 1), ("ir_k5", 6, 112, 1), ("ir_k5", 6, 112, 1),
+             ("ir_k5", 3, 112, 1)],
+            [("ir_k5", 6, 184, 2), ("ir_k5", 6, 184, 1), ("ir_k5", 6, 184, 1),
+             ("ir_k5", 6, 184, 1), ("ir_k3", 6, 352, 1)],
+        ],
+        backbone=[0, 1, 2, 3],
+        bbox=[4],
+    ),
+}
+add_archs(MODEL_ARCH_FBNET)
