@@ -333,6 +333,10 @@ def test_rpn_head_returns_objectness_and_box_deltas():
     last_one = fbnet.add_rpn_head(_cfg("default", RPN_HEAD_BLOCKS=1, RPN_BN_TYPE="af"), 96, 3)
     assert list(dict(last_one[0].head.named_children())) == ["xif5_2"]
     assert not any(isinstance(m, nn.BatchNorm2d) for m in last_one.modules())
+    gn_cfg = _cfg("default", RPN_BN_TYPE="gn")
+    gn_cfg.MODEL.GROUP_NORM.NUM_GROUPS = 8
+    gn_head = fbnet.add_rpn_head(gn_cfg, 96, 3)
+    assert gn_head[0].head.xif5_0.pw.bn.num_groups == 8
     with pytest.raises(ValueError, match="RPN_HEAD_BLOCKS"):
         fbnet.add_rpn_head(_cfg("default", RPN_HEAD_BLOCKS=4), 96, 3)
 

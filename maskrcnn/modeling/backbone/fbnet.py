@@ -42,12 +42,17 @@ def _load_arch_def(arch, arch_def_json):
     return custom
 
 
+def _norm_type(cfg, bn_type):
+    """A config norm name as FBNetBuilder takes it: "gn" gets MODEL.GROUP_NORM.NUM_GROUPS."""
+    if bn_type == "gn":
+        return ("gn", cfg.MODEL.GROUP_NORM.NUM_GROUPS)
+    return bn_type
+
+
 def create_builder(cfg):
     """(FBNetBuilder, unified arch def) from cfg.MODEL.FBNET."""
     fbnet_cfg = cfg.MODEL.FBNET
-    bn_type = fbnet_cfg.BN_TYPE
-    if bn_type == "gn":
-        bn_type = (bn_type, cfg.MODEL.GROUP_NORM.NUM_GROUPS)
+    bn_type = _norm_type(cfg, fbnet_cfg.BN_TYPE)
 
     arch = fbnet_cfg.ARCH
     arch_def = mbuilder.unify_arch_def(_load_arch_def(arch, fbnet_cfg.ARCH_DEF))
@@ -126,7 +131,7 @@ class FBNetRPNHead(nn.Module):
             )
         rpn_bn_type = cfg.MODEL.FBNET.RPN_BN_TYPE
         if len(rpn_bn_type) > 0:
-            builder.bn_type = rpn_bn_type
+            builder.bn_type = _norm_type(cfg, rpn_bn_type)
         stages = _get_rpn_stage(arch_def, cfg.MODEL.FBNET.RPN_HEAD_BLOCKS)
         self.head = builder.add_blocks(stages)
         self.out_channels = builder.last_depth

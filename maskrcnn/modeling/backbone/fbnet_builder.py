@@ -28,9 +28,9 @@ def _round_half_away_from_zero(x):
 
 
 def _get_divisible_by(num, divisible_by, min_val):
-    """`num` rounded to the nearest multiple of `divisible_by` (at least `min_val`'s multiple).
-
-    `divisible_by <= 0` or a `num` that already divides leaves `num` (as int) unchanged.
+    """`num` rounded to the nearest multiple of `divisible_by`; a rounding to zero multiples
+    gives `min_val` multiples instead. `divisible_by <= 0` or a `num` that already divides
+    leaves `num` (as int) unchanged.
     """
     if divisible_by <= 0 or num % divisible_by == 0:
         return int(num)
