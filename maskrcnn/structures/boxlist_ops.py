@@ -1,0 +1,116 @@
+"""Operations on BoxLists: NMS, small-box removal, pairwise IoU, concatenation."""
+import torch
+
+from maskrcnn.structures.bounding_box import BoxList
+from maskrcnn.structures.box_convention import pixel_offset
+
+
+def boxlist_nms(boxlist, nms_thresh, max_proposals=-1, score_field="scores"):
+    """Non-maximum suppression over a BoxList, ranked by the field ``score_field``.
+
+    Arguments:
+        boxlist (BoxList): with a Tensor[N] field ``score_field``.
+        nms_thresh (float): IoU above which the lower-scored box is dropped; <= 0 keeps everything.
+        max_proposals (int): when > 0, keep at most this many boxes (the highest scored).
+    Returns:
+        BoxList: the kept boxes in decreasing score order, in the input's mode.
+    """
+    if nms_thresh <= 0:
+        return boxlist
+    from maskrcnn.layers import nms as _box_nms  # compiled op; imported here so the rest works without it
+
+    mode = boxlist.mode
+    boxlist = boxlist.convert("xyxy")
+    scores = boxlist.get_field(score_field)
+    keep = _box_nms(boxlist.bbox, scores, nms_thresh, legacy_plus_one=boxlist.legacy_plus_one)
+    if max_proposals > 0:
+        keep = keep[:max_proposals]
+    return boxlist[keep].convert(mode)
+
+
+def remove_small_boxes(boxlist, min_size):
+    """Keep only boxes whose width and height (in the BoxList's convention) are >= ``min_size``."""
+    _, _, widths, heights = boxlist.convert("xywh").bbox.unbind(dim=1)
+    keep = ((widths >= min_size) & (heights >= min_size)).nonzero().squeeze(1)
+    return boxlist[keep]
+
+
+def boxlist_iou(boxlist1, boxlist2):
+    """Pairwise intersection over union.
+
+    Arguments:
+        boxlist1 (BoxList): N boxes; boxlist2 (BoxList): M boxes, same image size and convention.
+    Returns:
+        Tensor[N, M]: IoU, with widths x2 - x1 + 1 under the legacy convention (x2 - x1 modern).
+    """
+    if boxlist1.size != boxlist2.size:
+        raise RuntimeError(
+            f"boxlist_iou: boxlists should have the same image size, got {boxlist1.size} and {boxlist2.size}"
+        )
+    if boxlist1.legacy_plus_one != boxlist2.legacy_plus_one:
+        raise ValueError(
+            "boxlist_iou: boxlists use different box conventions "
+            f"(legacy_plus_one={boxlist1.legacy_plus_one} and {boxlist2.legacy_plus_one})"
+        )
+    boxlist1 = boxlist1.convert("xyxy")
+    boxlist2 = boxlist2.convert("xyxy")
+    offset = pixel_offset(boxlist1.legacy_plus_one)
+    area1 = boxlist1.area()
+    area2 = boxlist2.area()
+    box1, box2 = boxlist1.bbox, boxlist2.bbox
+    top_left = torch.max(box1[:, None, :2], box2[:, :2])  # [N, M, 2]
+    bottom_right = torch.min(box1[:, None, 2:], box2[:, 2:])  # [N, M, 2]
+    overlap = (bottom_right - top_left + offset).clamp(min=0)
+    inter = overlap[:, :, 0] * overlap[:, :, 1]
+    return inter / (area1[:, None] + area2 - inter)
+
+
+def _cat(tensors, dim=0):
+    """torch.cat that returns a lone tensor without copying it."""
+    if not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"_cat expects a list or tuple of tensors, got {type(tensors).__name__}")
+    if len(tensors) == 1:
+        return tensors[0]
+    return torch.cat(tensors, dim)
+
+
+def _cat_field(name, values):
+    if all(isinstance(value, torch.Tensor) for value in values):
+        return _cat(values, dim=0)
+    kind = type(values[0])
+    if all(type(value) is kind for value in values) and callable(getattr(kind, "cat", None)):
+        return kind.cat(values)
+    kinds = sorted({type(value).__name__ for value in values})
+    raise TypeError(f"cat_boxlist: field {name!r} cannot be concatenated (types {kinds})")
+
+
+def cat_boxlist(bboxes):
+    """Concatenate BoxLists of the same image size, mode, convention and fields into one.
+
+    Tensor fields are concatenated along dim 0; structure fields (SegmentationMask, Keypoints)
+    through their ``cat`` class method.
+    """
+    if not isinstance(bboxes, (list, tuple)) or len(bboxes) == 0:
+        raise ValueError("cat_boxlist: bboxes must be a non-empty list of BoxList")
+    for position, bbox in enumerate(bboxes):
+        if not isinstance(bbox, BoxList):
+            raise TypeError(f"cat_boxlist: bboxes[{position}] is a {type(bbox).__name__}, not a BoxList")
+    first = bboxes[0]
+    fields = set(first.fields())
+    for position, bbox in enumerate(bboxes[1:], start=1):
+        if bbox.size != first.size:
+            raise ValueError(f"cat_boxlist: image size {bbox.size} of bboxes[{position}] differs from {first.size}")
+        if bbox.mode != first.mode:
+            raise ValueError(f"cat_boxlist: mode {bbox.mode!r} of bboxes[{position}] differs from {first.mode!r}")
+        if bbox.legacy_plus_one != first.legacy_plus_one:
+            raise ValueError(f"cat_boxlist: bboxes[{position}] uses a different box convention")
+        if set(bbox.fields()) != fields:
+            raise ValueError(
+                f"cat_boxlist: fields {sorted(bbox.fields())} of bboxes[{position}] differ from {sorted(fields)}"
+            )
+    result = BoxList(
+        _cat([bbox.bbox for bbox in bboxes], dim=0), first.size, first.mode, legacy_plus_one=first.legacy_plus_one
+    )
+    for field in first.fields():
+        result.add_field(field, _cat_field(field, [bbox.get_field(field) for bbox in bboxes]))
+    return result
