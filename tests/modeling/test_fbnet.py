@@ -362,6 +362,9 @@ def test_box_head_runs_on_pooled_features():
     assert head.out_channels == 240  # last [0, ...] adds no layer
     assert list(dict(head.head.blocks.named_children())) == ["xif4_0", "xif4_1", "xif4_2",
                                                              "xif4_3"]
+    keys = set(head.state_dict())
+    assert "head.blocks.xif4_0.pw.conv.weight" in keys and "head.blocks.xif4_3.pwl.bn.bias" in keys
+    assert not any(k.startswith("pooler") for k in keys)
     features = [torch.randn(2, 96, 4, 4, requires_grad=True)]
     out = head(features, _proposals())
     assert out.shape == (3, 240, 3, 3)  # first block has stride 2
