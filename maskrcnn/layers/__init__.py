@@ -2,3 +2,6 @@
 from .batch_norm import FrozenBatchNorm2d
 from .misc import BatchNorm2d, Conv2d, ConvTranspose2d, interpolate
 from .smooth_l1_loss import smooth_l1_loss
+from .dcn.deform_conv_func import deform_conv, modulated_deform_conv
+from .dcn.deform_conv_module import DeformConv, ModulatedDeformConv, ModulatedDeformConvPack
+from .dcn.dfconv import DFConv2d
