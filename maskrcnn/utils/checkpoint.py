@@ -42,12 +42,19 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write_fn, binary=True):
     """Call `write_fn(fileobj)` on a temporary file beside `path`, fsync it, then rename it over
     `path`. If anything fails the temporary file is removed and `path` is left as it was."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual mode
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write_fn(f)
             f.flush()
@@ -78,7 +85,7 @@ def get_rng_states():
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
@@ -130,7 +137,9 @@ class Checkpointer(object):
     save_to_disk: whether this process writes files (default: only the main process).
     """
 
-    def __init__(self, model, optimizer=None, scheduler=None, save_dir="", save_to_disk=None, logger=None):
+    def __init__(
+        self, model, optimizer=None, scheduler=None, save_dir="", save_to_disk=None, logger=None
+    ):
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -225,7 +234,9 @@ class DetectronCheckpointer(Checkpointer):
     (maskrcnn.config.paths_catalog.ModelCatalog), http(s) URLs (downloaded once into a cache
     folder) and Detectron Caffe2 ``.pkl`` files (maskrcnn.utils.c2_model_loading)."""
 
-    def __init__(self, cfg, model, optimizer=None, scheduler=None, save_dir="", save_to_disk=None, logger=None):
+    def __init__(
+        self, cfg, model, optimizer=None, scheduler=None, save_dir="", save_to_disk=None, logger=None
+    ):
         super().__init__(model, optimizer, scheduler, save_dir, save_to_disk, logger)
         self.cfg = cfg.clone()
 

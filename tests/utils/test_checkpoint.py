@@ -178,3 +178,22 @@ def test_detectron_checkpointer_bare_state_dict_and_catalog(tmp_path):
         assert torch.equal(p, q)
     with pytest.raises(KeyError, match="ModelCatalog"):
         ckpt.load("catalog://ImageNetPretrained/not-a-model")
+
+
+def test_saved_file_has_umask_mode(tmp_path):
+    model, _, _ = _build(0)
+    path = Checkpointer(model, save_dir=str(tmp_path), save_to_disk=True).save("m")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_rng_state_round_trip(tmp_path):
+    torch.cuda.manual_seed_all(4)
+    model, _, _ = _build(0)
+    Checkpointer(model, save_dir=str(tmp_path), save_to_disk=True).save("m", rng=get_rng_states())
+    expected = torch.rand(4, device="cuda").tolist()
+    extra = Checkpointer(model, save_dir=str(tmp_path)).load()
+    set_rng_states(extra["rng"])
+    assert torch.rand(4, device="cuda").tolist() == expected
