@@ -197,3 +197,47 @@ def test_cuda_rng_state_round_trip(tmp_path):
     extra = Checkpointer(model, save_dir=str(tmp_path)).load()
     set_rng_states(extra["rng"])
     assert torch.rand(4, device="cuda").tolist() == expected
+
+
+def test_catalog_and_url_resolve_to_cached_file_without_download(tmp_path, monkeypatch):
+    from maskrcnn.config.paths_catalog import ModelCatalog
+    from maskrcnn.utils import model_zoo
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("tests must not download")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    model, _, _ = _build(0)
+    name = "Caffe2Detectron/COCO/35857345/e2e_faster_rcnn_R-50-FPN_1x"
+    url = ModelCatalog.get(name)
+    assert url.endswith("model_final.pkl")
+    # Detectron's model_final.pkl files are cached under their whole URL path
+    cache_dir = tmp_path / "torch_home" / "models"
+    cache_dir.mkdir(parents=True)
+    pth_url = "https://example.invalid/weights/my_model.pth"
+    torch.save({"model": model.state_dict(), "iteration": 11}, cache_dir / "my_model.pth")
+    assert model_zoo.cache_url(pth_url) == str(cache_dir / "my_model.pth")
+
+    model2, _, _ = _build(3)
+    extra = DetectronCheckpointer(default_cfg, model2, save_dir="").load(pth_url)
+    assert extra == {"iteration": 11}
+    assert torch.equal(model2[0].weight, model[0].weight)
+
+    # catalog:// goes through ModelCatalog then the cache: see which file it asks for
+    seen = []
+    monkeypatch.setattr(model_zoo, "cache_url", lambda u: seen.append(u) or str(cache_dir / "my_model.pth"))
+    monkeypatch.setattr(ModelCatalog, "get", staticmethod(lambda n: pth_url if n == "mine" else url))
+    DetectronCheckpointer(default_cfg, model2, save_dir="").load("catalog://mine")
+    assert seen == [pth_url]
+
+
+def test_cache_url_names_detectron_files_by_url_path(tmp_path, monkeypatch):
+    from maskrcnn.utils import model_zoo
+
+    fetched = []
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda u, dst, progress=True: fetched.append((u, dst)))
+    url = "https://dl.example.invalid/detectron/35857345/12_2017_baselines/x.yaml/output/model_final.pkl"
+    path = model_zoo.cache_url(url, model_dir=str(tmp_path))
+    assert os.path.basename(path) == "detectron_35857345_12_2017_baselines_x.yaml_output_model_final.pkl"
+    assert fetched == [(url, path)]
