@@ -20,7 +20,8 @@ def main(argv=None):
     parser.add_argument("--input", required=True, help="torchvision .pth (state dict)")
     parser.add_argument("--output", required=True, help="where to write the converted checkpoint")
     parser.add_argument("--bn-eps", type=float, default=1e-5,
-                        help="torchvision's frozen batch-norm eps, folded into running_var (default 1e-5)")
+                        help="torchvision's frozen batch-norm eps, folded into running_var "
+                             "(default 1e-5)")
     args = parser.parse_args(argv)
     state_dict = load_torchvision_file(args.input)
     converted = convert_torchvision_state_dict(state_dict, bn_eps=args.bn_eps)

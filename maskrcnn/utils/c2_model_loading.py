@@ -7,7 +7,7 @@ Blob names follow its own scheme; the renaming here maps them onto our module na
     res_conv1_bn_s / _b            -> backbone.body.stem.bn1.weight / .bias   (AffineChannel)
     res2_0_branch2a_w              -> backbone.body.layer1.0.conv1.weight
     res3_0_branch1_bn_s            -> backbone.body.layer2.0.downsample.1.weight
-    fpn_inner_res5_2_sum_w         -> backbone.fpn.fpn_inner4.weight           (R-50: res5 ends at block 2)
+    fpn_inner_res5_2_sum_w         -> backbone.fpn.fpn_inner4.weight  (R-50's res5 ends at block 2)
     fpn_inner_res4_5_sum_lateral_w -> backbone.fpn.fpn_inner3.weight
     fpn_res2_2_sum_b               -> backbone.fpn.fpn_layer1.bias
     fpn_6_w / fpn_7_w              -> backbone.fpn.top_blocks.p6 / .p7          (RetinaNet)
@@ -37,7 +37,9 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-__all__ = ["load_c2_format", "C2_FORMAT_LOADER", "_C2_STAGE_NAMES"]
+from maskrcnn.utils.registry import Registry
+
+__all__ = ["load_c2_format", "load_resnet_c2_format", "C2_FORMAT_LOADER", "_C2_STAGE_NAMES"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +51,9 @@ _C2_STAGE_NAMES = {
     "R-152": ["1.2", "2.7", "3.35", "4.2"],
 }
 
-# Body names registered as loadable from Detectron pickles (all share the ResNet blob scheme).
-C2_FORMAT_LOADER = (
-    "R-50-C4",
-    "R-50-C5",
-    "R-101-C4",
-    "R-101-C5",
-    "R-50-FPN",
-    "R-50-FPN-RETINANET",
-    "R-101-FPN",
-    "R-101-FPN-RETINANET",
-    "R-152-FPN",
-)
+# MODEL.BACKBONE.CONV_BODY -> loader(cfg, f) for Detectron pickles (filled at the end of this
+# module; other bodies can register their own loader).
+C2_FORMAT_LOADER = Registry("C2_FORMAT_LOADER")
 
 _BRANCH_TO_CONV = {"1": "downsample.0", "2a": "conv1", "2b": "conv2", "2c": "conv3"}
 _BRANCH_TO_NORM = {"1": "downsample.1", "2a": "bn1", "2b": "bn2", "2c": "bn3"}
@@ -82,7 +75,10 @@ _HEAD_RULES = [
     (re.compile(r"^rpn_bbox_pred(?:_fpn2)?_(w|b)$"), "rpn.head.bbox_pred"),
     (re.compile(r"^(fc[67])_(w|b)$"), "roi_heads.box.feature_extractor.{0}"),
     (re.compile(r"^(cls_score|bbox_pred)_(w|b)$"), "roi_heads.box.predictor.{0}"),
-    (re.compile(r"^(?:_\[mask\]_|mask_)fcn(\d+)_(w|b)$"), "roi_heads.mask.feature_extractor.mask_fcn{0}"),
+    (
+        re.compile(r"^(?:_\[mask\]_|mask_)fcn(\d+)_(w|b)$"),
+        "roi_heads.mask.feature_extractor.mask_fcn{0}",
+    ),
     (re.compile(r"^(conv5_mask|mask_fcn_logits)_(w|b)$"), "roi_heads.mask.predictor.{0}"),
     (re.compile(r"^conv_fcn(\d+)_(w|b)$"), "roi_heads.keypoint.feature_extractor.conv_fcn{0}"),
     (re.compile(r"^(kps_score_lowres)_(w|b)$"), "roi_heads.keypoint.predictor.{0}"),
@@ -123,7 +119,7 @@ def _rename_basic_resnet_weights(layer_keys):
 
 
 def _rename_fpn_weights(layer_keys, stage_names):
-    """FPN blob names -> FPN-relative keys (`fpn_inner1.weight`, `fpn_layer4.bias`, `top_blocks.p6.weight`).
+    """FPN blob names -> FPN-relative keys (`fpn_inner1.weight`, `top_blocks.p6.weight`, ...).
 
     stage_names: `_C2_STAGE_NAMES[arch]`; Detectron names each lateral by the last block of its
     stage (`fpn_inner_res4_5_sum_lateral` in R-50), so a block index that disagrees with the
@@ -244,22 +240,30 @@ def _arch_of(conv_body):
     return conv_body
 
 
-def load_c2_format(cfg, f):
-    """Read a Detectron `.pkl` (path or binary file object) -> {"model": OrderedDict key -> Tensor}.
-
-    The architecture comes from cfg.MODEL.BACKBONE.CONV_BODY (one of `C2_FORMAT_LOADER`).
-    TRUSTED FILES ONLY: the file is unpickled (with encoding="latin1", as Detectron wrote
-    Python 2 pickles), which can execute code embedded in it.
-    """
+def load_resnet_c2_format(cfg, f):
+    """Loader for the ResNet bodies (R-50/101/152, C4/C5/FPN/FPN-RETINANET); see load_c2_format."""
     conv_body = cfg.MODEL.BACKBONE.CONV_BODY
-    if conv_body not in C2_FORMAT_LOADER:
-        raise KeyError(
-            f"load_c2_format: MODEL.BACKBONE.CONV_BODY '{conv_body}' has no Caffe2 loader; "
-            f"supported: {list(C2_FORMAT_LOADER)}"
-        )
     stage_names = _C2_STAGE_NAMES[_arch_of(conv_body)]
     weights = _load_c2_pickled_weights(f)
     state_dict = _rename_weights_for_resnet(
         weights, stage_names, res5_in_box_head=conv_body.endswith("-C4")
     )
     return dict(model=state_dict)
+
+
+for _body in (
+    "R-50-C4", "R-50-C5", "R-101-C4", "R-101-C5", "R-50-FPN", "R-50-FPN-RETINANET",
+    "R-101-FPN", "R-101-FPN-RETINANET", "R-152-FPN",
+):
+    C2_FORMAT_LOADER.register(_body, load_resnet_c2_format)
+
+
+def load_c2_format(cfg, f):
+    """Read a Detectron `.pkl` (path or binary file object) -> {"model": OrderedDict key -> Tensor}.
+
+    Dispatches on cfg.MODEL.BACKBONE.CONV_BODY through `C2_FORMAT_LOADER` (KeyError naming the
+    body when none is registered).
+    TRUSTED FILES ONLY: the file is unpickled (with encoding="latin1", as Detectron wrote
+    Python 2 pickles), which can execute code embedded in it.
+    """
+    return C2_FORMAT_LOADER[cfg.MODEL.BACKBONE.CONV_BODY](cfg, f)

@@ -45,7 +45,8 @@ def _rules(fpn_offset):
         return lambda m: f"backbone.fpn.fpn_{kind}{int(m.group(1)) + fpn_offset}.{m.group(2)}"
 
     return [
-        (r"backbone\.body\.(conv1|bn1)\.(.+)", lambda m: f"backbone.body.stem.{m.group(1)}.{m.group(2)}"),
+        (r"backbone\.body\.(conv1|bn1)\.(.+)",
+         lambda m: f"backbone.body.stem.{m.group(1)}.{m.group(2)}"),
         (r"backbone\.body\.(layer[1-4]\..+)", lambda m: f"backbone.body.{m.group(1)}"),
         (r"backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?(weight|bias)", fpn("inner")),
         (r"backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?(weight|bias)", fpn("layer")),
@@ -65,7 +66,8 @@ def _rules(fpn_offset):
          lambda m: f"roi_heads.mask.predictor.{m.group(1)}.{m.group(2)}"),
         # keypoint_head is Sequential(conv, relu, conv, relu, ...): conv j sits at index 2 * (j - 1).
         (r"roi_heads\.keypoint_head\.(\d*[02468])\.(weight|bias)",
-         lambda m: f"roi_heads.keypoint.feature_extractor.conv_fcn{int(m.group(1)) // 2 + 1}.{m.group(2)}"),
+         lambda m: "roi_heads.keypoint.feature_extractor."
+                   f"conv_fcn{int(m.group(1)) // 2 + 1}.{m.group(2)}"),
         (r"roi_heads\.keypoint_predictor\.kps_score_lowres\.(weight|bias)",
          lambda m: f"roi_heads.keypoint.predictor.kps_score_lowres.{m.group(1)}"),
         # RetinaNet towers are Sequential(conv, relu, ...) on our side: conv i at index 2 * i.
@@ -73,14 +75,18 @@ def _rules(fpn_offset):
          lambda m: f"rpn.head.cls_tower.{2 * int(m.group(1))}.{m.group(2)}"),
         (r"head\.regression_head\.conv\.(\d+)\.0\.(weight|bias)",
          lambda m: f"rpn.head.bbox_tower.{2 * int(m.group(1))}.{m.group(2)}"),
-        (r"head\.classification_head\.cls_logits\.(weight|bias)", lambda m: f"rpn.head.cls_logits.{m.group(1)}"),
-        (r"head\.regression_head\.bbox_reg\.(weight|bias)", lambda m: f"rpn.head.bbox_pred.{m.group(1)}"),
+        (r"head\.classification_head\.cls_logits\.(weight|bias)",
+         lambda m: f"rpn.head.cls_logits.{m.group(1)}"),
+        (r"head\.regression_head\.bbox_reg\.(weight|bias)",
+         lambda m: f"rpn.head.bbox_pred.{m.group(1)}"),
     ]
 
 
 def _is_norm_buffer(tv_key, state_dict):
     """running_var of a batch-norm layer (recognised by its running_mean sibling)."""
-    return tv_key.endswith(".running_var") and tv_key[: -len("running_var")] + "running_mean" in state_dict
+    if not tv_key.endswith(".running_var"):
+        return False
+    return tv_key[: -len("running_var")] + "running_mean" in state_dict
 
 
 def _drop_background_logit(tensor, num_anchors_hint, key):
@@ -121,7 +127,9 @@ def convert_torchvision_state_dict(state_dict, bn_eps=1e-5):
             continue
         new_key = replace(m)
         if new_key in converted:
-            raise KeyError(f"convert_torchvision_state_dict: two keys map to '{new_key}' (one is '{key}')")
+            raise KeyError(
+                f"convert_torchvision_state_dict: two keys map to '{new_key}' (one is '{key}')"
+            )
         if _is_norm_buffer(key, state_dict) and bn_eps:
             value = value + bn_eps
         if key.startswith("head.classification_head.cls_logits."):

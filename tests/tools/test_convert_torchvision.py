@@ -85,7 +85,9 @@ def _backbone_rpn_keys(model):
     }
 
 
-@pytest.mark.parametrize("name", ["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"])
+@pytest.mark.parametrize(
+    "name", ["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"]
+)
 def test_backbone_and_rpn_convert_to_exactly_ours(torchvision_keys, ours_r50_fpn, name):
     converted = convert_torchvision_state_dict(_fake_state_dict(torchvision_keys[name]))
     assert _shapes(converted, ("backbone.", "rpn.")) == _backbone_rpn_keys(ours_r50_fpn)
@@ -109,7 +111,8 @@ def test_heads_convert_to_maskrcnn_benchmark_names(torchvision_keys):
     kp = convert_torchvision_state_dict(_fake_state_dict(torchvision_keys["keypointrcnn_resnet50_fpn"]))
     expected = _box_keys(num_classes=2)
     for i in range(1, 9):
-        expected[f"roi_heads.keypoint.feature_extractor.conv_fcn{i}.weight"] = (512, 256 if i == 1 else 512, 3, 3)
+        in_channels = 256 if i == 1 else 512
+        expected[f"roi_heads.keypoint.feature_extractor.conv_fcn{i}.weight"] = (512, in_channels, 3, 3)
         expected[f"roi_heads.keypoint.feature_extractor.conv_fcn{i}.bias"] = (512,)
     expected["roi_heads.keypoint.predictor.kps_score_lowres.weight"] = (512, 17, 4, 4)
     expected["roi_heads.keypoint.predictor.kps_score_lowres.bias"] = (17,)
@@ -161,7 +164,9 @@ def test_values_copied_and_bn_eps_folded(torchvision_keys):
         tv["backbone.body.layer2.0.downsample.1.running_var"] + 1e-5,
     )
     unfolded = convert_torchvision_state_dict(tv, bn_eps=0.0)
-    torch.testing.assert_close(unfolded["backbone.body.stem.bn1.running_var"], tv["backbone.body.bn1.running_var"])
+    torch.testing.assert_close(
+        unfolded["backbone.body.stem.bn1.running_var"], tv["backbone.body.bn1.running_var"]
+    )
 
 
 def test_folded_eps_reproduces_torchvision_frozen_batch_norm():
@@ -225,7 +230,8 @@ def test_converted_backbone_and_rpn_load_into_ours(torchvision_keys, ours_r50_fp
 
 
 def _load_cli():
-    spec = importlib.util.spec_from_file_location("convert_torchvision", os.path.join(ROOT, "tools", "convert_torchvision.py"))
+    path = os.path.join(ROOT, "tools", "convert_torchvision.py")
+    spec = importlib.util.spec_from_file_location("convert_torchvision", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -248,7 +254,9 @@ def test_cli_round_trip(tmp_path, capsys):
         "backbone.body.stem.bn1.running_var", "roi_heads.box.predictor.cls_score.weight",
     ]
     torch.testing.assert_close(out["backbone.body.stem.conv1.weight"], tv["backbone.body.conv1.weight"])
-    torch.testing.assert_close(out["backbone.body.stem.bn1.running_var"], tv["backbone.body.bn1.running_var"] + 1e-5)
+    torch.testing.assert_close(
+        out["backbone.body.stem.bn1.running_var"], tv["backbone.body.bn1.running_var"] + 1e-5
+    )
     assert "4 keys" in capsys.readouterr().out
 
 

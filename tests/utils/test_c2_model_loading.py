@@ -10,6 +10,7 @@ from maskrcnn.config import cfg as default_cfg
 from maskrcnn.modeling.backbone import build_backbone
 from maskrcnn.modeling.rpn.rpn import build_rpn
 from maskrcnn.utils.c2_model_loading import (
+    C2_FORMAT_LOADER,
     _C2_STAGE_NAMES,
     _rename_weights_for_resnet,
     load_c2_format,
@@ -212,6 +213,7 @@ def test_c4_res5_is_the_box_head():
 
 
 def test_load_c2_format_errors(tmp_path):
+    assert {"R-50-FPN", "R-101-C4", "R-152-FPN", "R-50-FPN-RETINANET"} <= set(C2_FORMAT_LOADER)
     with pytest.raises(KeyError, match="R-18-FPN"):
         load_c2_format(_cfg("R-18-FPN"), str(tmp_path / "x.pkl"))
     path = tmp_path / "list.pkl"
