@@ -20,11 +20,11 @@ __all__ = ["PostProcessor", "make_roi_box_post_processor"]
 def _clip_rows(boxes, sizes, offset):
     """boxes: Tensor[R, K * 4] xyxy; sizes: Tensor[R, 2] (width, height) of each row's image.
     Clamps x into [0, W - offset] and y into [0, H - offset] (offset 1 = legacy convention)."""
-    num_rows = boxes.shape[0]
-    boxes = boxes.reshape(num_rows, -1, 2, 2)  # [R, K, corner, (x, y)]
+    num_rows, columns = boxes.shape
+    boxes = boxes.reshape(num_rows, columns // 4, 2, 2)  # [R, K, corner, (x, y)]
     upper = (sizes.to(boxes.dtype) - offset)[:, None, None, :]
     boxes = torch.min(boxes.clamp(min=0), upper)
-    return boxes.reshape(num_rows, -1)
+    return boxes.reshape(num_rows, columns)
 
 
 class PostProcessor(nn.Module):
@@ -80,7 +80,7 @@ class PostProcessor(nn.Module):
         if self.cls_agnostic_bbox_reg:
             box_regression = box_regression[:, -4:]
         concat_boxes = cat([b.bbox for b in boxes], dim=0)
-        decoded = self.box_coder.decode(box_regression.reshape(num_rois, -1), concat_boxes)
+        decoded = self.box_coder.decode(box_regression, concat_boxes)
         if self.cls_agnostic_bbox_reg:
             decoded = decoded.repeat(1, num_classes)
         image_of_roi = torch.repeat_interleave(
