@@ -115,7 +115,9 @@ def eval_forward(model, image_size=(64, 96)):
     return result
 
 
-@pytest.mark.parametrize("name", ["R-50-C4", "R-50-FPN", "R-18-FPN"])
+@pytest.mark.parametrize(
+    "name", [pytest.param("R-50-C4", marks=pytest.mark.slow), "R-50-FPN", "R-18-FPN"]
+)
 def test_train_step_and_eval_forward(name):
     model = build_detection_model(make_cfg(name))
     assert isinstance(model, GeneralizedRCNN)
