@@ -445,3 +445,14 @@ def test_roi_box_head_train_and_eval():
         x, detections, losses = head(features, proposals)
     assert losses == {} and x.shape == (27, 16) and len(detections) == 2
     assert all(d.has_field("scores") and d.has_field("labels") for d in detections)
+
+
+def test_post_processor_under_bfloat16_outputs_decodes_in_float32():
+    proposals = [boxlist(random_boxes(6))]
+    logits, deltas = torch.randn(6, 3), torch.randn(6, 12) * 0.1
+    post = PostProcessor(score_thresh=0.0, nms=0.0, detections_per_img=0)
+    reference = post((logits, deltas), proposals)[0]
+    low = post((logits.bfloat16(), deltas.bfloat16()), proposals)[0]
+    assert low.bbox.dtype == torch.float32 and low.get_field("scores").dtype == torch.float32
+    # only the bfloat16 rounding of the inputs differs, not the decoding arithmetic
+    torch.testing.assert_close(low.bbox.sort(0).values, reference.bbox.sort(0).values, atol=0.5, rtol=0)

@@ -1,9 +1,11 @@
 """Box-head post-processing: class scores and deltas of each RoI -> final detections.
 
-For each RoI and foreground class: softmax score, box decoded from the class's deltas and clipped
-to the image. Candidates scoring above ``score_thresh`` go through NMS per (image, class) in ONE
-``batched_nms`` call for the whole batch (group = image * num_classes + class), and each image
-keeps its ``detections_per_img`` best-scoring survivors.
+For each RoI and foreground class: the softmax score; the (RoI, class) pairs scoring above
+``score_thresh`` get their box decoded from the class's deltas and clipped to the image (only
+those: decoding all R x C boxes costs more than the NMS), then go through NMS per (image, class) in
+ONE ``batched_nms`` call for the whole batch (group = image * num_classes + class), and each image
+keeps its ``detections_per_img`` best-scoring survivors. The result equals maskrcnn-benchmark's
+per-class loop (up to the order of equal scores).
 """
 import torch
 from torch import nn
@@ -76,42 +78,36 @@ class PostProcessor(nn.Module):
         num_classes = class_logits.shape[1]
         device = class_logits.device
 
-        class_prob = F.softmax(class_logits, -1)
+        # scores and coordinates in at least float32 (bfloat16 boxes step by several pixels)
+        compute_dtype = torch.promote_types(box_regression.dtype, torch.float32)
+        class_prob = F.softmax(class_logits.to(compute_dtype), -1)
+        box_regression = box_regression.to(compute_dtype)
         if self.cls_agnostic_bbox_reg:
             box_regression = box_regression[:, -4:]
         concat_boxes = cat([b.bbox for b in boxes], dim=0)
-        decoded = self.box_coder.decode(box_regression, concat_boxes)
-        if self.cls_agnostic_bbox_reg:
-            decoded = decoded.repeat(1, num_classes)
         image_of_roi = torch.repeat_interleave(
             torch.arange(len(boxes), device=device), torch.tensor(boxes_per_image, device=device)
         )
         image_sizes = torch.tensor([b.size for b in boxes], device=device)  # [N, (w, h)]
-        decoded = _clip_rows(decoded, image_sizes[image_of_roi], 1 if legacy_plus_one else 0)
+        offset = 1 if legacy_plus_one else 0
 
         if self.bbox_aug_enabled:
-            return self._unfiltered(boxes, decoded, class_prob, boxes_per_image, num_classes)
-        return self._filter_results(boxes, decoded, class_prob, image_of_roi, num_classes, legacy_plus_one)
+            decoded = self.box_coder.decode(box_regression, concat_boxes)
+            if self.cls_agnostic_bbox_reg:
+                decoded = decoded.repeat(1, num_classes)
+            decoded = _clip_rows(decoded, image_sizes[image_of_roi], offset)
+            return self._unfiltered(boxes, decoded, class_prob, boxes_per_image)
 
-    def _unfiltered(self, boxes, decoded, class_prob, boxes_per_image, num_classes):
-        results = []
-        for proposals, boxes_i, prob_i in zip(
-            boxes, decoded.split(boxes_per_image, dim=0), class_prob.split(boxes_per_image, dim=0)
-        ):
-            boxlist = BoxList(boxes_i.reshape(-1, 4), proposals.size, mode="xyxy",
-                              legacy_plus_one=proposals.legacy_plus_one)
-            boxlist.add_field("scores", prob_i.reshape(-1))
-            results.append(boxlist)
-        return results
-
-    def _filter_results(self, boxes, decoded, class_prob, image_of_roi, num_classes, legacy_plus_one):
-        """Score threshold, per-(image, class) NMS in one call, top detections_per_img per image."""
+        # only the (RoI, class) pairs above the threshold are decoded, clipped and NMSed
         candidates = class_prob[:, 1:] > self.score_thresh  # background column excluded
         roi_idx, class_idx = torch.nonzero(candidates, as_tuple=True)
         class_idx = class_idx + 1
         scores = class_prob[roi_idx, class_idx]
-        cand_boxes = decoded.reshape(decoded.shape[0], num_classes, 4)[roi_idx, class_idx]
+        deltas = box_regression.reshape(num_rois, box_regression.shape[1] // 4, 4)
+        deltas = deltas[roi_idx, 0 if self.cls_agnostic_bbox_reg else class_idx]  # [M, 4]
         cand_images = image_of_roi[roi_idx]
+        cand_boxes = self.box_coder.decode(deltas, concat_boxes[roi_idx])
+        cand_boxes = _clip_rows(cand_boxes, image_sizes[cand_images], offset)
 
         if self.nms > 0 and scores.numel() > 0:
             from maskrcnn.layers import batched_nms
@@ -130,6 +126,18 @@ class PostProcessor(nn.Module):
             boxlist = BoxList(cand_boxes[keep_i], proposals.size, mode="xyxy", legacy_plus_one=legacy_plus_one)
             boxlist.add_field("scores", scores[keep_i])
             boxlist.add_field("labels", class_idx[keep_i])
+            results.append(boxlist)
+        return results
+
+    def _unfiltered(self, boxes, decoded, class_prob, boxes_per_image):
+        """Per image: all R_i * C (RoI, class) boxes, with field "scores" (test-time augmentation)."""
+        results = []
+        for proposals, boxes_i, prob_i in zip(
+            boxes, decoded.split(boxes_per_image, dim=0), class_prob.split(boxes_per_image, dim=0)
+        ):
+            boxlist = BoxList(boxes_i.reshape(-1, 4), proposals.size, mode="xyxy",
+                              legacy_plus_one=proposals.legacy_plus_one)
+            boxlist.add_field("scores", prob_i.reshape(-1))
             results.append(boxlist)
         return results
 

@@ -144,9 +144,10 @@ class FastRCNNLossComputation(object):
             map_inds = (4 + columns).expand(positive.numel(), 4)
         else:
             map_inds = 4 * labels_pos[:, None] + columns
+        compute_dtype = torch.promote_types(box_regression.dtype, torch.float32)
         box_loss = smooth_l1_loss(
-            box_regression[positive[:, None], map_inds],
-            regression_targets[positive].to(box_regression.dtype),
+            box_regression[positive[:, None], map_inds].to(compute_dtype),
+            regression_targets[positive].to(compute_dtype),
             beta=1,
             size_average=False,
         )
