@@ -224,7 +224,8 @@ def test_box_loss_reference_value():
     expected = 0.0
     for row in range(len(sampled)):
         if labels[row] > 0:
-            diff = (deltas[row, 4 * labels[row]: 4 * labels[row] + 4] - sampled.get_field("regression_targets")[row]).abs()
+            own_class = deltas[row, 4 * labels[row]: 4 * labels[row] + 4]
+            diff = (own_class - sampled.get_field("regression_targets")[row]).abs()
             expected += torch.where(diff < 1, 0.5 * diff ** 2, diff - 0.5).sum()
     torch.testing.assert_close(loss_box, expected / len(sampled))
 
@@ -310,7 +311,8 @@ def reference_post_process(logits, deltas, proposals, score_thresh, nms_thresh, 
 
 
 def _as_rows(result):
-    return [(s.item(), l.item(), b) for s, l, b in zip(result.get_field("scores"), result.get_field("labels"), result.bbox)]
+    scores, labels = result.get_field("scores"), result.get_field("labels")
+    return [(s.item(), l.item(), b) for s, l, b in zip(scores, labels, result.bbox)]
 
 
 @pytest.mark.parametrize("legacy", [True, False])
@@ -376,7 +378,8 @@ def test_post_processor_detections_cap_keeps_best():
     everything = post_all((logits, torch.zeros(30, 12)), proposals)[0]
     capped = post_cap((logits, torch.zeros(30, 12)), proposals)[0]
     assert len(everything) == 60 and len(capped) == 7
-    torch.testing.assert_close(capped.get_field("scores"), everything.get_field("scores").sort(descending=True).values[:7])
+    best = everything.get_field("scores").sort(descending=True).values[:7]
+    torch.testing.assert_close(capped.get_field("scores"), best)
 
 
 def test_post_processor_clips_to_the_image_in_each_convention():
@@ -400,7 +403,8 @@ def test_post_processor_class_agnostic_uses_the_object_deltas():
 
 def test_post_processor_empty_inputs():
     post = PostProcessor()
-    results = post((torch.zeros(0, 4), torch.zeros(0, 16)), [boxlist(torch.zeros(0, 4)), boxlist(torch.zeros(0, 4), size=(10, 20))])
+    no_boxes = [boxlist(torch.zeros(0, 4)), boxlist(torch.zeros(0, 4), size=(10, 20))]
+    results = post((torch.zeros(0, 4), torch.zeros(0, 16)), no_boxes)
     assert [len(r) for r in results] == [0, 0]
     assert results[1].size == (10, 20)
     assert results[0].get_field("scores").shape == (0,) and results[0].get_field("labels").dtype == torch.int64

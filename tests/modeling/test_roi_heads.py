@@ -60,7 +60,9 @@ def test_mask_and_keypoint_heads_follow_the_box_head(share):
         "MODEL.ROI_KEYPOINT_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", share,
     )
     box = build_roi_box_head(cfg, 8)
-    heads = CombinedROIHeads(cfg, [("box", box), ("mask", RecordingHead("mask")), ("keypoint", RecordingHead("keypoint"))])
+    heads = CombinedROIHeads(
+        cfg, [("box", box), ("mask", RecordingHead("mask")), ("keypoint", RecordingHead("keypoint"))]
+    )
     assert (heads.mask.feature_extractor is box.feature_extractor) == share
     assert (heads.keypoint.feature_extractor is box.feature_extractor) == share
 

@@ -1,5 +1,4 @@
 """GeneralizedRCNN: backbone -> RPN (or RetinaNet) -> RoI heads."""
-import torch
 from torch import nn
 
 from maskrcnn.structures.image_list import to_image_list
