@@ -68,6 +68,18 @@ def test_fpn2mlp_extractor_shape_and_names():
     assert extractor.fc6.weight.shape == (16, 8 * 7 * 7)
 
 
+def test_extractor_ignores_levels_beyond_its_pooler():
+    """An FPN body hands P2-P6 to a box head pooling from P2-P5 (maskrcnn-benchmark zips them)."""
+    cfg = fpn_cfg("MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FPN2MLPFeatureExtractor")
+    extractor = make_roi_box_feature_extractor(cfg, 8)
+    features = fpn_features()
+    p6 = torch.randn(2, 8, 1, 2)
+    proposals = [boxlist(random_boxes(5)), boxlist(random_boxes(3))]
+    torch.testing.assert_close(extractor(features + [p6], proposals), extractor(features, proposals))
+    with pytest.raises(ValueError, match="feature maps"):
+        extractor(features[:3], proposals)
+
+
 def test_xconv1fc_extractor_with_group_norm():
     cfg = fpn_cfg(
         "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FPNXconv1fcFeatureExtractor",
