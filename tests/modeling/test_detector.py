@@ -160,6 +160,13 @@ def test_training_without_targets_is_an_error():
         model([torch.randn(3, 64, 96)])
 
 
+def test_targets_must_match_the_images():
+    model = build_detection_model(make_cfg("R-18-FPN")).train()
+    images, targets = images_and_targets()
+    with pytest.raises(ValueError, match="2 images but 1 targets"):
+        model(images, targets[:1])
+
+
 def test_model_that_detects_nothing_returns_empty_boxlists():
     model = build_detection_model(make_cfg("R-18-FPN", "MODEL.ROI_HEADS.SCORE_THRESH", 1.0)).eval()
     with torch.no_grad():
