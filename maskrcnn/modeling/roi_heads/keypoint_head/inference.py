@@ -6,7 +6,8 @@ each keypoint's arg-max cell (d) and maps its centre back into the image:
 x = x1 + (d + 0.5) * w / ceil(w) (Heckbert's c = d + 0.5, consistent with the training targets of
 ``keypoints_to_heat_map``). The score of a keypoint is the resized logit at that cell.
 ``KeypointPostProcessor`` attaches the result to the detections as the field "keypoints"
-(``PersonKeypoints`` for 17 keypoints, else the ``keypoints_class`` given), with the scores as
+(the ``keypoints_class`` given; else ``PersonKeypoints`` for 17 keypoints and a generic
+``Keypoints`` subclass otherwise), with the scores as
 its field "logits" (maskrcnn-benchmark's names).
 """
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from maskrcnn.structures.bounding_box import BoxList
-from maskrcnn.structures.keypoint import Keypoints, PersonKeypoints
+from maskrcnn.structures.keypoint import PersonKeypoints, make_keypoints_class
 
 __all__ = ["heatmaps_to_keypoints", "Keypointer", "KeypointPostProcessor", "make_roi_keypoint_post_processor"]
 
@@ -82,8 +83,18 @@ class Keypointer(object):
         return heatmaps_to_keypoints(masks.detach(), rois)
 
 
+_GENERIC_KEYPOINT_CLASSES = {}
+
+
 def _default_keypoints_class(num_keypoints):
-    return PersonKeypoints if num_keypoints == len(PersonKeypoints.NAMES) else Keypoints
+    """PersonKeypoints for 17 keypoints; otherwise a Keypoints subclass with K generic names
+    ("keypoint_0", ...), so even zero detections keep the shape [0, K, 3]."""
+    if num_keypoints == len(PersonKeypoints.NAMES):
+        return PersonKeypoints
+    if num_keypoints not in _GENERIC_KEYPOINT_CLASSES:
+        names = [f"keypoint_{i}" for i in range(num_keypoints)]
+        _GENERIC_KEYPOINT_CLASSES[num_keypoints] = make_keypoints_class(f"Keypoints{num_keypoints}", names)
+    return _GENERIC_KEYPOINT_CLASSES[num_keypoints]
 
 
 class KeypointPostProcessor(nn.Module):
@@ -92,7 +103,7 @@ class KeypointPostProcessor(nn.Module):
     Arguments:
         keypointer (Keypointer or None): decoder; None attaches the raw heatmaps.
         keypoints_class: Keypoints subclass of the result; None picks PersonKeypoints for 17
-            keypoints and the generic Keypoints otherwise.
+            keypoints and a Keypoints subclass with generic names otherwise.
     """
 
     def __init__(self, keypointer=None, keypoints_class=None):
