@@ -164,6 +164,19 @@ def test_polygon_and_bitmap_targets_agree_within_a_pixel():
     assert (differ & ~boundary).sum() == 0
 
 
+@pytest.mark.parametrize("mode", ["poly", "mask"])
+def test_mask_indices_equal_indexing_the_masks(mode):
+    polygons = [rectangle_polygon(8, 10, 20, 30), [[30, 5, 60, 5, 45, 25]]]
+    masks = SegmentationMask(polygons, (IMAGE_W, IMAGE_H), mode=mode)
+    proposals = boxlist([[30, 4, 58, 26], [6.5, 9, 22, 31.5], [29, 6, 61, 24]])
+    indices = torch.tensor([1, 0, 1])
+    expected = project_masks_on_boxes(masks[indices], proposals, 12)
+    assert expected.sum() > 0
+    assert torch.equal(project_masks_on_boxes(masks, proposals, 12, mask_indices=indices), expected)
+    with pytest.raises(ValueError, match="2 mask_indices for 3 proposals"):
+        project_masks_on_boxes(masks, proposals, 12, mask_indices=indices[:2])
+
+
 def test_project_masks_empty_and_errors():
     masks = SegmentationMask([], (IMAGE_W, IMAGE_H), mode="poly")
     assert project_masks_on_boxes(masks, boxlist([]), 14).shape == (0, 14, 14)

@@ -29,19 +29,25 @@ __all__ = [
 ]
 
 
-def sample_bitmaps_in_boxes(masks, boxes, size):
+def sample_bitmaps_in_boxes(masks, boxes, size, mask_indices=None):
     """Bilinear samples of binary masks at the cell centres of an M x M grid over each box.
 
     Arguments:
-        masks: Tensor[N, H, W] (any dtype; 0 = background), mask i belonging to box i.
+        masks: Tensor[G, H, W] (any dtype; 0 = background).
         boxes: Tensor[N, 4] (x1, y1, x2, y2), continuous image coordinates.
         size (int): M.
+        mask_indices: Tensor[N] int64, the mask each box samples (None: mask i for box i, G = N).
     Returns:
-        Tensor[N, M, M] float32 in [0, 1] (bilinear interpolation of the mask values, with zeros
-        outside the image).
+        Tensor[N, M, M] float32 in [0, 1]: bilinear interpolation of the mask values, zero outside
+        the image. Only the 4 N M^2 values sampled are read (no per-box copy of a mask).
     """
-    num, height, width = masks.shape
+    num_masks, height, width = masks.shape
     device = masks.device
+    if mask_indices is None:
+        if boxes.shape[0] != num_masks:
+            raise ValueError(f"sample_bitmaps_in_boxes: {num_masks} masks for {boxes.shape[0]} boxes")
+        mask_indices = torch.arange(num_masks, device=device)
+    num = boxes.shape[0]
     if num == 0:
         return torch.zeros((0, size, size), dtype=torch.float32, device=device)
     boxes = boxes.to(device=device, dtype=torch.float32)
@@ -49,42 +55,49 @@ def sample_bitmaps_in_boxes(masks, boxes, size):
     # sample positions in pixel-index coordinates (pixel p's centre is p + 0.5)
     xs = boxes[:, 0:1] + cells * (boxes[:, 2:3] - boxes[:, 0:1]) - 0.5  # [N, M]
     ys = boxes[:, 1:2] + cells * (boxes[:, 3:4] - boxes[:, 1:2]) - 0.5  # [N, M]
-    # pad one zero pixel all round, so any position outside the image reads zeros
-    padded = F.pad(masks.to(torch.float32), (1, 1, 1, 1)).reshape(num, -1)
-    xs = xs.clamp(-1.0, float(width)) + 1.0
-    ys = ys.clamp(-1.0, float(height)) + 1.0
-    x0 = xs.floor().clamp(max=width)
-    y0 = ys.floor().clamp(max=height)
-    wx1 = xs - x0  # weight of column x0 + 1
-    wy1 = ys - y0
-    x0, y0 = x0.long(), y0.long()
-    row_stride = width + 2
 
-    def gather(rows, cols):
-        index = rows[:, :, None] * row_stride + cols[:, None, :]  # [N, M, M]
-        return padded.gather(1, index.reshape(num, -1)).reshape(num, size, size)
+    def taps(positions, extent):
+        """Both neighbours of each position: (index clamped into the image, weight zeroed outside)."""
+        low = positions.floor()
+        frac = positions - low
+        result = []
+        for index, weight in ((low, 1 - frac), (low + 1, frac)):
+            inside = (index >= 0) & (index <= extent - 1)
+            result.append((index.clamp(0, extent - 1).long(), weight * inside))
+        return result
 
-    x1, y1 = x0 + 1, y0 + 1
-    top = gather(y0, x0) * (1 - wx1[:, None, :]) + gather(y0, x1) * wx1[:, None, :]
-    bottom = gather(y1, x0) * (1 - wx1[:, None, :]) + gather(y1, x1) * wx1[:, None, :]
-    return top * (1 - wy1[:, :, None]) + bottom * wy1[:, :, None]
+    flat = masks.reshape(-1)
+    base = mask_indices.to(device).long()[:, None, None] * (height * width)
+    sampled = torch.zeros((num, size, size), dtype=torch.float32, device=device)
+    for rows, row_weight in taps(ys, height):
+        for cols, col_weight in taps(xs, width):
+            values = flat[base + rows[:, :, None] * width + cols[:, None, :]].to(torch.float32)
+            sampled += values * row_weight[:, :, None] * col_weight[:, None, :]
+    return sampled
 
 
-def project_masks_on_boxes(segmentation_masks, proposals, discretization_size):
+def project_masks_on_boxes(segmentation_masks, proposals, discretization_size, mask_indices=None):
     """Mask targets of the RoIs: each ground-truth mask cropped to its RoI at M x M.
 
     Arguments:
-        segmentation_masks (SegmentationMask): one instance per RoI (polygons or bitmaps).
-        proposals (BoxList): the RoIs, same image size.
+        segmentation_masks (SegmentationMask): polygons or bitmaps, one instance per RoI, or any
+            number of instances with ``mask_indices``.
+        proposals (BoxList): the N RoIs, same image size.
         discretization_size (int): M.
+        mask_indices: optional Tensor[N] int64, the instance of each RoI (saves indexing the
+            masks per RoI).
     Returns:
         Tensor[N, M, M] float32 of 0 / 1, on the proposals' device.
     """
     size = int(discretization_size)
     device = proposals.bbox.device
-    if len(segmentation_masks) != len(proposals):
+    if mask_indices is None and len(segmentation_masks) != len(proposals):
         raise ValueError(
             f"project_masks_on_boxes: {len(segmentation_masks)} masks for {len(proposals)} proposals"
+        )
+    if mask_indices is not None and len(mask_indices) != len(proposals):
+        raise ValueError(
+            f"project_masks_on_boxes: {len(mask_indices)} mask_indices for {len(proposals)} proposals"
         )
     if tuple(segmentation_masks.size) != tuple(proposals.size):
         raise ValueError(
@@ -95,11 +108,13 @@ def project_masks_on_boxes(segmentation_masks, proposals, discretization_size):
         return torch.zeros((0, size, size), dtype=torch.float32, device=device)
     boxes = proposals.convert("xyxy").bbox
     if isinstance(segmentation_masks, SegmentationMask) and segmentation_masks.mode == "mask":
-        bitmaps = segmentation_masks.instances.masks
-        sampled = sample_bitmaps_in_boxes(bitmaps.to(device), boxes, size)
-        return (sampled >= 0.5).to(torch.float32)
+        bitmaps = segmentation_masks.instances.masks.to(device)
+        return (sample_bitmaps_in_boxes(bitmaps, boxes, size, mask_indices) >= 0.5).to(torch.float32)
+    instances = list(segmentation_masks)
+    if mask_indices is not None:
+        instances = [instances[i] for i in mask_indices.tolist()]
     targets = []
-    for instance, box in zip(segmentation_masks, boxes.detach().cpu()):
+    for instance, box in zip(instances, boxes.detach().cpu()):
         resized = instance.crop(box).resize((size, size))
         targets.append(resized.get_mask_tensor().reshape(size, size))
     return torch.stack(targets).to(device=device, dtype=torch.float32)
@@ -118,14 +133,14 @@ class MaskRCNNLossComputation(object):
         self.discretization_size = discretization_size
 
     def match_targets_to_proposals(self, proposal, target):
-        """Returns (matched_idxs Tensor[M] int64, target BoxList with "labels" and "masks" indexed
-        by the clamped matches, or None when the image has no ground truth)."""
+        """Returns (matched_idxs Tensor[M] int64, the target BoxList with fields "labels" and
+        "masks" only, or None when the image has no ground truth)."""
         match_quality_matrix = boxlist_iou(target, proposal)
         matched_idxs = self.proposal_matcher(match_quality_matrix)
         if len(target) == 0:
             return matched_idxs, None
         target = target.copy_with_fields(["labels", "masks"])
-        return matched_idxs, target[matched_idxs.clamp(min=0)]
+        return matched_idxs, target
 
     def prepare_targets(self, proposals, targets):
         """Per image: labels Tensor[M] int64 (0 = background) and mask targets Tensor[P, M, M] of
@@ -141,11 +156,13 @@ class MaskRCNNLossComputation(object):
                 labels.append(torch.zeros(len(proposals_per_image), dtype=torch.int64, device=device))
                 masks.append(torch.zeros((0, size, size), dtype=torch.float32, device=device))
                 continue
-            labels_per_image = matched_targets.get_field("labels").to(dtype=torch.int64, device=device)
+            matched = matched_idxs.clamp(min=0)
+            labels_per_image = matched_targets.get_field("labels").to(dtype=torch.int64, device=device)[matched]
             labels_per_image[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
             positive = torch.nonzero(labels_per_image > 0).squeeze(1)
             masks.append(project_masks_on_boxes(
-                matched_targets.get_field("masks")[positive], proposals_per_image[positive], size
+                matched_targets.get_field("masks"), proposals_per_image[positive], size,
+                mask_indices=matched[positive],
             ))
             labels.append(labels_per_image)
         return labels, masks
