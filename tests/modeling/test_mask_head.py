@@ -306,9 +306,10 @@ def test_masker_legacy_pastes_a_full_mask_into_its_box_up_to_truncation():
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (10, 29, 19, 35)
 
 
+@pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("legacy", [True, False])
 @pytest.mark.parametrize("threshold", [0.5, 0.3, -1])
-def test_masker_matches_a_per_box_reference(legacy, threshold):
+def test_masker_matches_a_per_box_reference(legacy, threshold, batched):
     torch.manual_seed(3)
     num = 12
     masks = torch.rand(num, 1, 10, 10)
@@ -316,7 +317,8 @@ def test_masker_matches_a_per_box_reference(legacy, threshold):
     wh = torch.rand(num, 2) * 40 + 0.5
     boxes = torch.cat([x1y1, x1y1 + wh], dim=1)
     boxes[0] = torch.tensor([80.0, 60.0, 90.0, 70.0])  # entirely outside
-    pasted = Masker(threshold, padding=1, legacy_plus_one=legacy).paste(masks, boxes, (IMAGE_W, IMAGE_H))
+    masker = Masker(threshold, padding=1, legacy_plus_one=legacy)
+    pasted = masker.paste(masks, boxes, (IMAGE_W, IMAGE_H), batched=batched)
     expected = torch.stack([
         reference_paste(m[0], b, IMAGE_H, IMAGE_W, threshold, 1, legacy) for m, b in zip(masks, boxes)
     ])
@@ -328,15 +330,19 @@ def test_masker_matches_a_per_box_reference(legacy, threshold):
         assert (pasted[:, 0].int() - expected.int()).abs().max() <= 1
 
 
-def test_masker_small_chunks_give_the_same_result(monkeypatch):
+@pytest.mark.parametrize("chunk_pixels", [1, 600, 1 << 22])
+def test_masker_batched_groups_give_the_one_by_one_result(monkeypatch, chunk_pixels):
     from maskrcnn.modeling.roi_heads.mask_head import inference
 
     torch.manual_seed(4)
-    masks = torch.rand(7, 1, 8, 8)
-    boxes = torch.tensor([[1.0, 2.0, 30.0, 40.0]]).repeat(7, 1) + torch.arange(7.0)[:, None]
-    whole = Masker(0.5).paste(masks, boxes, (IMAGE_W, IMAGE_H))
-    monkeypatch.setattr(inference, "_PASTE_CHUNK_PIXELS", 1)
-    assert torch.equal(Masker(0.5).paste(masks, boxes, (IMAGE_W, IMAGE_H)), whole)
+    masks = torch.rand(9, 1, 8, 8)
+    boxes = torch.tensor([[1.0, 2.0, 30.0, 40.0]]).repeat(9, 1) * torch.rand(9, 1) + torch.arange(9.0)[:, None] * 3
+    boxes[4] = torch.tensor([70.0, 50.0, 80.0, 60.0])  # outside the image: an empty window
+    masker = Masker(0.5)
+    one_by_one = masker.paste(masks, boxes, (IMAGE_W, IMAGE_H), batched=False)
+    assert one_by_one.sum() > 0 and one_by_one[4].sum() == 0
+    monkeypatch.setattr(inference, "_PASTE_CHUNK_PIXELS", chunk_pixels)
+    assert torch.equal(masker.paste(masks, boxes, (IMAGE_W, IMAGE_H), batched=True), one_by_one)
 
 
 def test_masker_empty_and_boxlists():
