@@ -15,12 +15,15 @@ detection's predicted class and attaches them as the field "mask" (Tensor[N, 1, 
   mask, zero outside it (with padding >= 1 this is exactly Detectron2's result).
 
 Both are one bilinear lookup per image pixel, u = (x + 0.5 - a) * P / L - 0.5 in padded-mask
-cells (P = M + 2 * padding; a, L the pasted window's start and length), computed as separable
-bilinear interpolation (two small matrix products) over each detection's window only: on accelerators for groups of detections at a
-time (windows of similar size padded to the group's largest, one scatter per group), on the CPU
-one detection at a time (each window then costs only its own pixels; the legacy rule there is
-literally F.interpolate of the padded mask to the integer box, the fastest CPU resize), which
-measured fastest there.
+cells (P = M + 2 * padding; a, L the pasted window's start and length), evaluated over each
+detection's window only:
+
+* on accelerators, for groups of detections at a time: separable bilinear weights (two small
+  matrix products per group, windows of similar size padded to the group's largest) and one
+  scatter per group;
+* on the CPU, one detection at a time (which measured fastest there: each window costs only its
+  own pixels); the legacy rule is then literally F.interpolate of the padded mask to its integer
+  box, the modern one the separable weights.
 """
 import torch
 from torch import nn
