@@ -140,11 +140,19 @@ def test_mask_rcnn_r18_fpn(mask_mode):
     assert result.get_field("mask").shape == (len(result), 1, 14, 14)
 
 
-def test_mask_rcnn_pastes_masks_when_asked():
-    cfg = make_cfg(*(R18_FPN + MASK_FPN + ["MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS", True]))
-    result = eval_forward(build_detection_model(cfg))
+@pytest.mark.parametrize("legacy", [True, False])
+def test_mask_rcnn_pastes_masks_when_asked(legacy):
+    cfg = make_cfg(*(R18_FPN + MASK_FPN + ["MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS", True,
+                                            "MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS_THRESHOLD", 0.4,
+                                            "MODEL.BOX_CONVENTION_LEGACY", legacy]))
+    model = build_detection_model(cfg)
+    masker = model.roi_heads.mask.post_processor.masker
+    assert masker.threshold == 0.4 and masker.legacy_plus_one == legacy
+    result = eval_forward(model)
+    assert result.legacy_plus_one == legacy
     mask = result.get_field("mask")
     assert mask.shape == (len(result), 1, 64, 96) and mask.dtype == torch.uint8
+    assert mask.max() <= 1
 
 
 @pytest.mark.slow
