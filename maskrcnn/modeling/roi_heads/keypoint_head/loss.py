@@ -68,7 +68,7 @@ class KeypointRCNNLossComputation(object):
         matched_idxs = self.proposal_matcher(match_quality_matrix)
         if len(target) == 0:
             return matched_idxs, None
-        target = target.copy_with_fields(["labels", "keypoints"])
+        target = target.convert("xyxy").copy_with_fields(["labels", "keypoints"])
         return matched_idxs, target[matched_idxs.clamp(min=0)]
 
     def prepare_targets(self, proposals, targets):
