@@ -22,13 +22,44 @@ def load_config(path):
     return cfg
 
 
-def test_config_tree_is_found():
-    # the top-level recipes and every sub-folder of the model zoo are present
-    assert len(CONFIG_FILES) >= 70
-    folders = {path.parent.name for path in CONFIG_FILES}
-    for folder in ("retinanet", "quick_schedules", "gn_baselines", "dcn", "caffe2", "cityscapes",
-                   "pascal_voc", "test_time_aug"):
-        assert folder in folders, folder
+# maskrcnn-benchmark's model zoo, by file name: each must be present (more may be added)
+EXPECTED = [
+    *(f"e2e_{kind}_rcnn_{body}_1x.yaml" for kind in ("faster", "mask")
+      for body in ("R_50_C4", "R_50_FPN", "R_101_FPN", "X_101_32x8d_FPN")),
+    *(f"rpn_{body}_1x.yaml" for body in ("R_50_C4", "R_50_FPN", "R_101_FPN", "X_101_32x8d_FPN")),
+    "e2e_keypoint_rcnn_R_50_FPN_1x.yaml", "e2e_mask_rcnn_R_50_FPN_1x_periodically_testing.yaml",
+    "e2e_faster_rcnn_fbnet.yaml", "e2e_faster_rcnn_fbnet_600.yaml", "e2e_faster_rcnn_fbnet_chamv1a_600.yaml",
+    "e2e_mask_rcnn_fbnet.yaml", "e2e_mask_rcnn_fbnet_600.yaml",
+    "e2e_mask_rcnn_fbnet_xirb16d_dsmask.yaml", "e2e_mask_rcnn_fbnet_xirb16d_dsmask_600.yaml",
+    *(f"retinanet/retinanet_{name}.yaml" for name in (
+        "R-50-FPN_1x", "R-101-FPN_1x", "R-50-FPN_P5_1x", "R-101-FPN_P5_1x", "X_101_32x8d_FPN_1x",
+        "R-50-FPN_1x_quick")),
+    *(f"quick_schedules/{name}_quick.yaml" for name in (
+        "e2e_faster_rcnn_R_50_C4", "e2e_faster_rcnn_R_50_FPN", "e2e_faster_rcnn_X_101_32x8d_FPN",
+        "e2e_mask_rcnn_R_50_C4", "e2e_mask_rcnn_R_50_FPN", "e2e_mask_rcnn_X_101_32x8d_FPN",
+        "e2e_keypoint_rcnn_R_50_FPN", "rpn_R_50_C4", "rpn_R_50_FPN")),
+    *(f"gn_baselines/{prefix}e2e_{kind}_rcnn_R_50_FPN{head}_{sched}_gn.yaml"
+      for prefix, sched in (("", "1x"), ("scratch_", "3x")) for kind in ("faster", "mask")
+      for head in ("", "_Xconv1fc")),
+    *(f"dcn/e2e_{kind}_rcnn_{conv}_R_50_FPN_1x.yaml" for kind in ("faster", "mask")
+      for conv in ("dconv", "mdconv")),
+    *(f"caffe2/e2e_{kind}_rcnn_{body}_1x_caffe2.yaml" for kind in ("faster", "mask")
+      for body in ("R_50_C4", "R_50_FPN", "R_101_FPN", "X_101_32x8d_FPN")),
+    "caffe2/e2e_keypoint_rcnn_R_50_FPN_1x_caffe2.yaml",
+    "caffe2/e2e_mask_rcnn_X-152-32x8d-FPN-IN5k_1.44x_caffe2.yaml",
+    *(f"cityscapes/e2e_{kind}_rcnn_R_50_FPN_1x{style}.yaml" for kind in ("faster", "mask")
+      for style in ("", "_cocostyle")),
+    "pascal_voc/e2e_faster_rcnn_R_50_C4_1x_1_gpu_voc.yaml",
+    "pascal_voc/e2e_faster_rcnn_R_50_C4_1x_4_gpu_voc.yaml",
+    "pascal_voc/e2e_mask_rcnn_R_50_FPN_1x_cocostyle.yaml",
+    "test_time_aug/e2e_mask_rcnn_R_50_FPN_1x.yaml",
+]
+
+
+def test_model_zoo_files_present():
+    missing = [name for name in EXPECTED if not (CONFIG_ROOT / name).is_file()]
+    assert not missing, missing
+    assert len(set(EXPECTED)) == len(EXPECTED) == 66
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=CONFIG_IDS)
@@ -66,3 +97,47 @@ def test_backbone_builds(path):
         if cfg.MODEL.BACKBONE.CONV_BODY != "FBNet" else backbone.out_channels
     )
     assert sum(p.numel() for p in backbone.parameters()) > 0
+
+
+# A few published hyper-parameters, pinned so an edit that breaks a recipe fails here.
+RECIPE_FACTS = {
+    "e2e_mask_rcnn_R_50_FPN_1x.yaml": {
+        "SOLVER.BASE_LR": 0.02, "SOLVER.STEPS": (60000, 80000), "SOLVER.MAX_ITER": 90000,
+        "MODEL.ROI_MASK_HEAD.RESOLUTION": 28, "MODEL.RPN.ANCHOR_STRIDE": (4, 8, 16, 32, 64)},
+    "e2e_faster_rcnn_R_50_C4_1x.yaml": {
+        "SOLVER.BASE_LR": 0.01, "SOLVER.IMS_PER_BATCH": 8, "MODEL.BACKBONE.CONV_BODY": "R-50-C4"},
+    "e2e_keypoint_rcnn_R_50_FPN_1x.yaml": {
+        "MODEL.ROI_BOX_HEAD.NUM_CLASSES": 2, "MODEL.ROI_KEYPOINT_HEAD.RESOLUTION": 56,
+        "INPUT.MIN_SIZE_TRAIN": (640, 672, 704, 736, 768, 800)},
+    "e2e_faster_rcnn_fbnet_chamv1a_600.yaml": {
+        "MODEL.FBNET.ARCH": "cham_v1a", "SOLVER.BASE_LR": 0.045, "SOLVER.IMS_PER_BATCH": 96,
+        "INPUT.PIXEL_STD": [57.375, 57.12, 58.395]},
+    "retinanet/retinanet_R-101-FPN_P5_1x.yaml": {
+        "MODEL.RETINANET_ON": True, "MODEL.RETINANET.USE_C5": False,
+        "MODEL.RETINANET.STRADDLE_THRESH": -1, "MODEL.BACKBONE.CONV_BODY": "R-101-FPN-RETINANET"},
+    "caffe2/e2e_mask_rcnn_X-152-32x8d-FPN-IN5k_1.44x_caffe2.yaml": {
+        "MODEL.BACKBONE.CONV_BODY": "R-152-FPN", "MODEL.RESNETS.NUM_GROUPS": 32,
+        "MODEL.RESNETS.WIDTH_PER_GROUP": 8, "MODEL.RESNETS.STRIDE_IN_1X1": False},
+    "gn_baselines/scratch_e2e_mask_rcnn_R_50_FPN_Xconv1fc_3x_gn.yaml": {
+        "MODEL.WEIGHT": "", "MODEL.BACKBONE.FREEZE_CONV_BODY_AT": 0,
+        "MODEL.RESNETS.TRANS_FUNC": "BottleneckWithGN", "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR":
+        "FPNXconv1fcFeatureExtractor", "SOLVER.MAX_ITER": 270000},
+    "dcn/e2e_mask_rcnn_mdconv_R_50_FPN_1x.yaml": {
+        "MODEL.RESNETS.STAGE_WITH_DCN": (False, True, True, True),
+        "MODEL.RESNETS.WITH_MODULATED_DCN": True},
+    "test_time_aug/e2e_mask_rcnn_R_50_FPN_1x.yaml": {
+        "TEST.BBOX_AUG.ENABLED": True, "TEST.BBOX_AUG.MAX_SIZE": 2000,
+        "TEST.BBOX_AUG.SCALES": (400, 500, 600, 700, 900, 1000, 1100, 1200)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPE_FACTS))
+def test_recipe_values(name):
+    cfg = load_config(CONFIG_ROOT / name)
+    for key, expected in RECIPE_FACTS[name].items():
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        if isinstance(expected, (tuple, list)):
+            value, expected = list(value), list(expected)
+        assert value == expected, f"{name}: {key} = {value!r}, expected {expected!r}"
