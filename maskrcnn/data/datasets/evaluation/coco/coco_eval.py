@@ -180,8 +180,11 @@ def _per_class_ap(coco_eval, dataset):
 
 
 def evaluate_predictions_on_coco(coco_gt, coco_results, json_result_file, iou_type="bbox", kpt_oks_sigmas=None):
-    with open(json_result_file, "w") as f:
-        json.dump(coco_results, f)
+    """COCOeval of `coco_results` (COCO-format dicts) against `coco_gt`; the results are also written
+    to `json_result_file` unless it is None."""
+    if json_result_file is not None:
+        with open(json_result_file, "w") as f:
+            json.dump(coco_results, f)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(coco_results) if coco_results else type(coco_gt)()
         coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
@@ -230,8 +233,7 @@ def do_coco_evaluation(dataset, predictions, box_only, output_folder, iou_types,
     coco_evals = {}
     for iou_type in iou_types:
         coco_results = preparers[iou_type](predictions, dataset)
-        folder = output_folder or "."
-        json_file = os.path.join(folder, iou_type + ".json")
+        json_file = os.path.join(output_folder, iou_type + ".json") if output_folder else None
         sigmas = _keypoint_sigmas(dataset) if iou_type == "keypoints" else None
         coco_eval = evaluate_predictions_on_coco(dataset.coco, coco_results, json_file, iou_type, sigmas)
         res.update(coco_eval)
