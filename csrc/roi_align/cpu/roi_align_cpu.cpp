@@ -1,0 +1,375 @@
+// RoIAlign on the CPU, forward and backward.
+//
+// A bilinear sample's weights factor into a row part and a column part, and the samples of a bin form
+// a grid, so output bin (ph, pw) of a channel is  sum_rows wy * sum_cols wx * plane[row, col]  over
+// short per-bin tap lists (AxisTaps) built once per RoI and reused for every channel. When the RoI's
+// column span is narrow enough, the row sums are first formed for the whole span at once (a
+// contiguous, vectorisable pass) and the column taps then read that line ("two-pass"); otherwise the
+// taps are applied directly. Work is split over the input's (image, channel) planes: a thread takes a
+// plane (which stays in cache) and runs every RoI of that image over it. In the backward pass each
+// thread therefore owns whole gradient planes: no atomics, no races, and the result does not depend
+// on the number of threads.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "roi_align/cpu/roi_cpu_helpers.h"
+#include "roi_align/roi_common.h"
+
+namespace maskrcnn {
+namespace {
+
+constexpr const char* kOp = "roi_align";
+
+// Bilinear taps of every RoI along one axis, grouped by output bin. Bin b of RoI k reads the pixels
+// index[i] (multiplied by the axis stride; for columns, relative to the RoI's first tapped column
+// lo[k]) with weights weight[i] (already divided by the number of samples along the axis), for i in
+// [bin_begin[k * (pooled + 1) + b], bin_begin[k * (pooled + 1) + b + 1]). lo[k] <= hi[k] bound the
+// RoI's tapped pixels (before making them relative); a RoI without taps has lo = 0, hi = -1.
+template <typename acc_t>
+struct AxisTaps {
+  std::vector<int64_t> bin_begin;
+  std::vector<int64_t> index;
+  std::vector<acc_t> weight;
+  std::vector<int64_t> lo;
+  std::vector<int64_t> hi;
+
+  int64_t count(int64_t k, int pooled) const {
+    return bin_begin[k * (pooled + 1) + pooled] - bin_begin[k * (pooled + 1)];
+  }
+};
+
+// lo_column / hi_column: the rois columns holding this axis's extent (1, 3 for x; 2, 4 for y).
+template <typename scalar_t, typename acc_t>
+AxisTaps<acc_t> build_axis_taps(
+    const scalar_t* rois,
+    int64_t num_rois,
+    int lo_column,
+    int hi_column,
+    acc_t spatial_scale,
+    int pooled,
+    int sampling_ratio,
+    bool aligned,
+    int size,
+    int64_t stride,
+    bool relative) {
+  std::vector<roi::AxisGeometry<acc_t>> geometry(num_rois);
+  std::vector<int64_t> slab_begin(num_rois + 1, 0);  // room for 2 taps per sample
+  for (int64_t k = 0; k < num_rois; ++k) {
+    geometry[k] = roi::axis_geometry<acc_t>(
+        static_cast<acc_t>(rois[k * 5 + lo_column]), static_cast<acc_t>(rois[k * 5 + hi_column]), spatial_scale,
+        pooled, sampling_ratio, aligned);
+    slab_begin[k + 1] = slab_begin[k] + int64_t(pooled) * 2 * std::max(geometry[k].grid, 0);
+  }
+  AxisTaps<acc_t> taps;
+  taps.bin_begin.resize(num_rois * (pooled + 1));
+  taps.index.resize(slab_begin[num_rois]);
+  taps.weight.resize(slab_begin[num_rois]);
+  taps.lo.assign(num_rois, 0);
+  taps.hi.assign(num_rois, -1);
+  at::parallel_for(0, num_rois, 64, [&](int64_t first, int64_t last) {
+    for (int64_t k = first; k < last; ++k) {
+      const auto& g = geometry[k];
+      const acc_t per_sample = g.grid > 0 ? acc_t(1) / static_cast<acc_t>(g.grid) : acc_t(0);
+      int64_t pos = slab_begin[k];
+      int64_t* bins = taps.bin_begin.data() + k * (pooled + 1);
+      for (int b = 0; b < pooled; ++b) {
+        bins[b] = pos;
+        // Taps come in monotonic pixel order within a bin, so repeats are merged with the last one.
+        auto push = [&](int pixel, acc_t w) {
+          const int64_t index = pixel * stride;
+          if (pos > bins[b] && taps.index[pos - 1] == index) {
+            taps.weight[pos - 1] += w;
+          } else {
+            taps.index[pos] = index;
+            taps.weight[pos] = w;
+            ++pos;
+          }
+        };
+        for (int i = 0; i < g.grid; ++i) {
+          const acc_t coord = g.start + static_cast<acc_t>(b) * g.bin_size +
+              static_cast<acc_t>(i + .5f) * g.bin_size / static_cast<acc_t>(g.grid);
+          const auto tap = roi::linear_tap<acc_t>(coord, size);
+          if (!tap.valid) continue;
+          push(tap.low, tap.low_weight * per_sample);
+          push(tap.high, tap.high_weight * per_sample);
+        }
+      }
+      bins[pooled] = pos;
+      if (pos > bins[0]) {
+        const auto range = std::minmax_element(taps.index.begin() + bins[0], taps.index.begin() + pos);
+        taps.lo[k] = *range.first;
+        taps.hi[k] = *range.second;
+        if (relative) {
+          for (int64_t i = bins[0]; i < pos; ++i) taps.index[i] -= taps.lo[k];
+        }
+      }
+    }
+  });
+  return taps;
+}
+
+// Everything about the RoIs that does not depend on the channel: row taps (absolute, pre-multiplied
+// by the width), column taps (relative to the first tapped column), and which RoIs go two-pass.
+template <typename acc_t>
+struct RoiAlignPlan {
+  AxisTaps<acc_t> rows;
+  AxisTaps<acc_t> cols;
+  std::vector<char> two_pass;
+  int pooled_height;
+  int pooled_width;
+};
+
+template <typename scalar_t, typename acc_t>
+RoiAlignPlan<acc_t> make_plan(
+    const scalar_t* rois, int64_t num_rois, double spatial_scale, int pooled_height, int pooled_width,
+    int sampling_ratio, bool aligned, int height, int width) {
+  const acc_t scale = static_cast<acc_t>(spatial_scale);
+  RoiAlignPlan<acc_t> plan;
+  plan.pooled_height = pooled_height;
+  plan.pooled_width = pooled_width;
+  plan.rows = build_axis_taps<scalar_t, acc_t>(
+      rois, num_rois, 2, 4, scale, pooled_height, sampling_ratio, aligned, height, width, false);
+  plan.cols = build_axis_taps<scalar_t, acc_t>(
+      rois, num_rois, 1, 3, scale, pooled_width, sampling_ratio, aligned, width, 1, true);
+  plan.two_pass.resize(num_rois);
+  for (int64_t k = 0; k < num_rois; ++k) {
+    // Direct: every (row tap, column tap) pair of every bin, scalar. Two-pass: every row tap over the
+    // column span (vectorised, counted as 1/4), then every column tap once per output row.
+    const int64_t row_taps = plan.rows.count(k, pooled_height);
+    const int64_t col_taps = plan.cols.count(k, pooled_width);
+    const int64_t span = plan.cols.hi[k] - plan.cols.lo[k] + 1;
+    plan.two_pass[k] = row_taps * span / 4 + int64_t(pooled_height) * col_taps < row_taps * col_taps;
+  }
+  return plan;
+}
+
+// out[ph * PW + pw] for one RoI over one input plane; line: scratch of at least `width` elements.
+template <typename scalar_t, typename acc_t>
+void roi_align_forward_one(
+    const RoiAlignPlan<acc_t>& plan, int64_t k, const scalar_t* plane, scalar_t* out, acc_t* line) {
+  const int PH = plan.pooled_height, PW = plan.pooled_width;
+  const int64_t* row_bins = plan.rows.bin_begin.data() + k * (PH + 1);
+  const int64_t* col_bins = plan.cols.bin_begin.data() + k * (PW + 1);
+  const int64_t* row_index = plan.rows.index.data();
+  const acc_t* row_weight = plan.rows.weight.data();
+  const int64_t* col_index = plan.cols.index.data();
+  const acc_t* col_weight = plan.cols.weight.data();
+  const scalar_t* base = plane + plan.cols.lo[k];
+  if (plan.two_pass[k]) {
+    const int64_t span = plan.cols.hi[k] - plan.cols.lo[k] + 1;
+    for (int ph = 0; ph < PH; ++ph) {
+      std::fill(line, line + span, acc_t(0));
+      for (int64_t i = row_bins[ph]; i < row_bins[ph + 1]; ++i) {
+        const scalar_t* __restrict src = base + row_index[i];
+        acc_t* __restrict dst = line;
+        const acc_t w = row_weight[i];
+        for (int64_t x = 0; x < span; ++x) dst[x] += w * static_cast<acc_t>(src[x]);
+      }
+      for (int pw = 0; pw < PW; ++pw) {
+        acc_t sum = 0;
+        for (int64_t j = col_bins[pw]; j < col_bins[pw + 1]; ++j) sum += col_weight[j] * line[col_index[j]];
+        out[ph * PW + pw] = static_cast<scalar_t>(sum);
+      }
+    }
+    return;
+  }
+  for (int ph = 0; ph < PH; ++ph) {
+    for (int pw = 0; pw < PW; ++pw) {
+      acc_t sum = 0;
+      for (int64_t i = row_bins[ph]; i < row_bins[ph + 1]; ++i) {
+        const scalar_t* src = base + row_index[i];
+        acc_t row_sum = 0;
+        for (int64_t j = col_bins[pw]; j < col_bins[pw + 1]; ++j) {
+          row_sum += col_weight[j] * static_cast<acc_t>(src[col_index[j]]);
+        }
+        sum += row_weight[i] * row_sum;
+      }
+      out[ph * PW + pw] = static_cast<scalar_t>(sum);
+    }
+  }
+}
+
+// Adds one RoI's output gradient g[ph * PW + pw] into the gradient plane acc; line: scratch as above.
+template <typename scalar_t, typename acc_t>
+void roi_align_backward_one(
+    const RoiAlignPlan<acc_t>& plan, int64_t k, const scalar_t* g, acc_t* acc, acc_t* line) {
+  const int PH = plan.pooled_height, PW = plan.pooled_width;
+  const int64_t* row_bins = plan.rows.bin_begin.data() + k * (PH + 1);
+  const int64_t* col_bins = plan.cols.bin_begin.data() + k * (PW + 1);
+  const int64_t* row_index = plan.rows.index.data();
+  const acc_t* row_weight = plan.rows.weight.data();
+  const int64_t* col_index = plan.cols.index.data();
+  const acc_t* col_weight = plan.cols.weight.data();
+  acc_t* base = acc + plan.cols.lo[k];
+  if (plan.two_pass[k]) {
+    const int64_t span = plan.cols.hi[k] - plan.cols.lo[k] + 1;
+    for (int ph = 0; ph < PH; ++ph) {
+      if (row_bins[ph] == row_bins[ph + 1]) continue;
+      std::fill(line, line + span, acc_t(0));
+      for (int pw = 0; pw < PW; ++pw) {
+        const acc_t value = static_cast<acc_t>(g[ph * PW + pw]);
+        for (int64_t j = col_bins[pw]; j < col_bins[pw + 1]; ++j) line[col_index[j]] += value * col_weight[j];
+      }
+      for (int64_t i = row_bins[ph]; i < row_bins[ph + 1]; ++i) {
+        acc_t* __restrict dst = base + row_index[i];
+        const acc_t* __restrict src = line;
+        const acc_t w = row_weight[i];
+        for (int64_t x = 0; x < span; ++x) dst[x] += w * src[x];
+      }
+    }
+    return;
+  }
+  for (int ph = 0; ph < PH; ++ph) {
+    for (int pw = 0; pw < PW; ++pw) {
+      const acc_t value = static_cast<acc_t>(g[ph * PW + pw]);
+      for (int64_t i = row_bins[ph]; i < row_bins[ph + 1]; ++i) {
+        acc_t* dst = base + row_index[i];
+        const acc_t row_value = value * row_weight[i];
+        for (int64_t j = col_bins[pw]; j < col_bins[pw + 1]; ++j) dst[col_index[j]] += row_value * col_weight[j];
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void roi_align_forward_typed(
+    const at::Tensor& input,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int pooled_height,
+    int pooled_width,
+    int sampling_ratio,
+    bool aligned,
+    at::Tensor& output) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t channels = input.size(1);
+  const int height = static_cast<int>(input.size(2));
+  const int width = static_cast<int>(input.size(3));
+  const int64_t num_rois = rois.size(0);
+  const scalar_t* rois_data = rois.const_data_ptr<scalar_t>();
+  const auto groups = roi::group_rois_by_image(kOp, rois_data, num_rois, input.size(0));
+  if (height == 0 || width == 0) {
+    output.zero_();
+    return;
+  }
+  const auto plan = make_plan<scalar_t, acc_t>(
+      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width);
+  const scalar_t* in_data = input.const_data_ptr<scalar_t>();
+  scalar_t* out_data = output.mutable_data_ptr<scalar_t>();
+  const int64_t plane_size = int64_t(height) * width;
+  const int64_t bins_per_roi = int64_t(pooled_height) * pooled_width;
+  const int64_t grain = roi::plane_grain(plane_size + num_rois / input.size(0) * bins_per_roi * 16);
+  at::parallel_for(0, input.size(0) * channels, grain, [&](int64_t first, int64_t last) {
+    std::vector<acc_t> line(width);
+    for (int64_t task = first; task < last; ++task) {
+      const int64_t plane = roi::plane_of_task(task, input.size(0), channels);
+      const int64_t n = plane / channels;
+      const int64_t c = plane % channels;
+      for (int64_t r = groups.begin[n]; r < groups.begin[n + 1]; ++r) {
+        const int64_t k = groups.order[r];
+        roi_align_forward_one(
+            plan, k, in_data + plane * plane_size, out_data + (k * channels + c) * bins_per_roi, line.data());
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void roi_align_backward_typed(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int pooled_height,
+    int pooled_width,
+    int sampling_ratio,
+    bool aligned,
+    at::Tensor& grad_input) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t batch_size = grad_input.size(0);
+  const int64_t channels = grad_input.size(1);
+  const int height = static_cast<int>(grad_input.size(2));
+  const int width = static_cast<int>(grad_input.size(3));
+  const int64_t num_rois = rois.size(0);
+  const scalar_t* rois_data = rois.const_data_ptr<scalar_t>();
+  const auto groups = roi::group_rois_by_image(kOp, rois_data, num_rois, batch_size);
+  if (grad_input.numel() == 0) return;
+  const auto plan = make_plan<scalar_t, acc_t>(
+      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width);
+  const scalar_t* grad_data = grad.const_data_ptr<scalar_t>();
+  const int64_t bins_per_roi = int64_t(pooled_height) * pooled_width;
+  const int64_t plane_size = int64_t(height) * width;
+  roi::for_each_gradient_plane<scalar_t, acc_t>(
+      grad_input.mutable_data_ptr<scalar_t>(), batch_size, channels, plane_size,
+      roi::plane_grain(plane_size + num_rois / batch_size * bins_per_roi * 16),
+      [&](int64_t plane, acc_t* acc) {
+        std::vector<acc_t> line(width);
+        const int64_t n = plane / channels;
+        const int64_t c = plane % channels;
+        for (int64_t r = groups.begin[n]; r < groups.begin[n + 1]; ++r) {
+          const int64_t k = groups.order[r];
+          roi_align_backward_one(plan, k, grad_data + (k * channels + c) * bins_per_roi, acc, line.data());
+        }
+      });
+}
+
+at::Tensor roi_align_forward_cpu(
+    const at::Tensor& input,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned) {
+  roi::check_forward_args(kOp, input, rois, spatial_scale, pooled_height, pooled_width);
+  const auto input_c = input.contiguous();
+  const auto rois_c = rois.contiguous();
+  auto output = at::empty({rois.size(0), input.size(1), pooled_height, pooled_width}, input.options());
+  if (output.numel() == 0) return output;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
+    roi_align_forward_typed<scalar_t>(
+        input_c, rois_c, spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
+        static_cast<int>(sampling_ratio), aligned, output);
+  });
+  return output;
+}
+
+at::Tensor roi_align_backward_cpu(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t batch_size,
+    int64_t channels,
+    int64_t height,
+    int64_t width,
+    int64_t sampling_ratio,
+    bool aligned) {
+  roi::check_backward_args(
+      "_roi_align_backward", grad, rois, pooled_height, pooled_width, batch_size, channels, height, width);
+  TORCH_CHECK(at::isFloatingType(grad.scalar_type()), "_roi_align_backward: grad must be a floating-point tensor");
+  const auto grad_c = grad.contiguous();
+  const auto rois_c = rois.contiguous();
+  auto grad_input = at::empty({batch_size, channels, height, width}, grad.options());
+  if (rois.size(0) == 0) return grad_input.zero_();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
+    roi_align_backward_typed<scalar_t>(
+        grad_c, rois_c, spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
+        static_cast<int>(sampling_ratio), aligned, grad_input);
+  });
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(maskrcnn, CPU, m) {
+  m.impl("roi_align", TORCH_FN(roi_align_forward_cpu));
+  m.impl("_roi_align_backward", TORCH_FN(roi_align_backward_cpu));
+}
+
+}  // namespace maskrcnn
