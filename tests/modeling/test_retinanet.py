@@ -300,6 +300,57 @@ def test_postprocessor_batch_equals_single_images_and_detection_cap():
     assert max(len(r) for r in batched) == 3
 
 
+def original_postprocess_reference(anchors, box_cls, box_regression, post):
+    """maskrcnn-benchmark's RetinaNet post-processing, image by image and class by class."""
+    results = []
+    for i, anchors_per_image in enumerate(anchors):
+        boxes, scores, labels = [], [], []
+        for level_anchors, cls, reg in zip(anchors_per_image, box_cls, box_regression):
+            _, _, H, W = cls.shape
+            A = reg.shape[1] // 4
+            C = cls.shape[1] // A
+            probs = cls[i].reshape(A, C, H, W).permute(2, 3, 0, 1).reshape(-1, C).sigmoid()
+            deltas = reg[i].reshape(A, 4, H, W).permute(2, 3, 0, 1).reshape(-1, 4)
+            candidates = probs > post.pre_nms_thresh
+            top = probs[candidates].topk(min(int(candidates.sum()), post.pre_nms_top_n))
+            loc_cls = candidates.nonzero()[top.indices]
+            level_boxes = post.box_coder.decode(deltas[loc_cls[:, 0]], level_anchors.bbox[loc_cls[:, 0]])
+            boxlist = BoxList(level_boxes, level_anchors.size).clip_to_image(remove_empty=False)
+            boxes.append(boxlist.bbox)
+            scores.append(top.values)
+            labels.append(loc_cls[:, 1] + 1)
+        merged = BoxList(torch.cat(boxes), anchors_per_image[0].size)
+        merged.add_field("scores", torch.cat(scores))
+        merged.add_field("labels", torch.cat(labels))
+        results.append(per_class_loop_reference(merged, post.nms_thresh, post.num_classes, post.fpn_post_nms_top_n))
+    return results
+
+
+@pytest.mark.parametrize("cap", [100, 10])
+def test_postprocessor_equals_original_algorithm_on_several_levels(cap):
+    """Two images, three levels of random logits and deltas: same detections as the per-image,
+    per-class algorithm of maskrcnn-benchmark (no score ties, so the cap is a top-k in both)."""
+    num_classes, A, N = 4, 3, 2
+    sizes = [(6, 5), (3, 3), (2, 1)]
+    anchors = []
+    for _ in range(N):
+        levels = []
+        for (H, W), stride in zip(sizes, (8, 16, 32)):
+            xy = torch.rand(H * W * A, 2) * 40
+            levels.append(BoxList(torch.cat([xy, xy + stride + torch.rand(H * W * A, 2) * stride], 1), (50, 45)))
+        anchors.append(levels)
+    box_cls = [torch.randn(N, A * (num_classes - 1), H, W) * 2 - 1 for H, W in sizes]
+    box_reg = [torch.randn(N, A * 4, H, W) * 0.3 for H, W in sizes]
+    post = make_postprocessor(pre_nms_top_n=20, nms_thresh=0.4, num_classes=num_classes, fpn_post_nms_top_n=cap)
+    results = post(anchors, box_cls, box_reg)
+    expected = original_postprocess_reference(anchors, box_cls, box_reg, post)
+    for result, (boxes, scores, labels) in zip(results, expected):
+        assert len(result) > 5
+        torch.testing.assert_close(result.get_field("scores"), scores)
+        torch.testing.assert_close(result.bbox, boxes)
+        assert torch.equal(result.get_field("labels"), labels)
+
+
 def test_postprocessor_empty_outputs():
     N, A, C, H, W = 2, 1, 3, 2, 2
     post = make_postprocessor()
@@ -421,3 +472,18 @@ def test_pinned_seeded_losses():
 # printed by `losses[k].item()` of the computation above (torch 2.13.0 CPU, legacy convention)
 PINNED_CLS = 0.7551582455635071
 PINNED_REG = 1.1821292638778687
+
+
+def test_module_under_cpu_autocast_bfloat16():
+    """bfloat16 head outputs: the losses and the detections' boxes / scores stay float32."""
+    cfg = tiny_cfg()
+    module = build_retinanet(cfg, 16)
+    images, targets = tiny_batch()
+    features = [torch.randn(2, 16, 64 // s, 96 // s) for s in (8, 16, 32, 64)] + [torch.randn(2, 16, 1, 1)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, losses = module.train()(images, features, targets)
+        assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+        module.eval().box_selector_test.pre_nms_thresh = 0.0
+        detections, _ = module(images, features)
+    assert all(len(d) > 0 and d.bbox.dtype == torch.float32 and d.get_field("scores").dtype == torch.float32
+               for d in detections)
