@@ -351,6 +351,21 @@ def test_postprocessor_equals_original_algorithm_on_several_levels(cap):
         assert torch.equal(result.get_field("labels"), labels)
 
 
+def test_top_n_of_grouped_equals_per_image_topk():
+    from maskrcnn.modeling.rpn.retinanet.inference import _top_n_of_grouped
+
+    counts = [5, 0, 1, 12]
+    image_idx = torch.repeat_interleave(torch.arange(4), torch.tensor(counts))
+    scores = torch.rand(len(image_idx))
+    picked = _top_n_of_grouped(scores, image_idx, 4, 3)
+    expected, start = [], 0
+    for count in counts:
+        expected += (start + scores[start : start + count].topk(min(3, count)).indices).tolist()
+        start += count
+    assert picked.tolist() == expected
+    assert _top_n_of_grouped(scores[:0], image_idx[:0], 4, 3).numel() == 0
+
+
 def test_postprocessor_empty_outputs():
     N, A, C, H, W = 2, 1, 3, 2, 2
     post = make_postprocessor()

@@ -1,5 +1,7 @@
 """RetinaNet's post-processing: per level the best-scored (anchor, class) pairs over a threshold
 are decoded into boxes; the levels are merged and a per-class NMS and a per-image cap follow."""
+import math
+
 import torch
 
 from maskrcnn.config.conventions import box_convention
@@ -8,18 +10,40 @@ from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.boxlist_ops import cat_boxlist
 
 from ..inference import RPNPostProcessor, _top_n_per_image
-from ..utils import permute_and_flatten
 
 __all__ = ["RetinaNetPostProcessor", "make_retinanet_postprocessor", "RETINANET_BOX_CODER_WEIGHTS"]
 
 # (wx, wy, ww, wh) of RetinaNet's box coder, as in maskrcnn-benchmark / Detectron
 RETINANET_BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
+# how far below logit(threshold) logits still become candidates before the exact sigmoid test: more
+# than the rounding of a bfloat16 / half comparison near |logit| <= 10 (spacing <= 2 ** -4)
+_LOGIT_MARGIN = 0.1
+
 
 def _split_by_image(image_idx, num_images, *tensors):
     """Split rows grouped by image (ascending ``image_idx``) into per-image chunks."""
     counts = torch.bincount(image_idx, minlength=num_images).tolist()
     return [t.split(counts) for t in tensors]
+
+
+def _top_n_of_grouped(scores, image_idx, num_images, top_n):
+    """Indices of the ``top_n`` best-scored rows of each image, grouped by image and in decreasing
+    score order within it, for rows already grouped by image (ascending ``image_idx``, as
+    ``nonzero`` returns them). One ``topk`` over an [images, largest group] padded copy: linear in
+    the number of rows, where a full sort of many candidates (an untrained head) is not."""
+    counts = torch.bincount(image_idx, minlength=num_images)
+    largest = int(counts.max()) if image_idx.numel() > 0 else 0
+    k = min(top_n, largest)
+    if k == 0:
+        return image_idx.new_zeros(0)
+    starts = torch.cumsum(counts, dim=0) - counts
+    rank = torch.arange(image_idx.numel(), device=scores.device) - starts[image_idx]
+    padded = scores.new_full((num_images, largest), -math.inf)
+    padded[image_idx, rank] = scores
+    top_rank = padded.topk(k, dim=1, sorted=True).indices  # [num_images, k]
+    valid = top_rank < counts[:, None]
+    return (starts[:, None] + top_rank)[valid]
 
 
 class RetinaNetPostProcessor(RPNPostProcessor):
@@ -76,16 +100,25 @@ class RetinaNetPostProcessor(RPNPostProcessor):
         offset = 1 if legacy_plus_one else 0
         compute_dtype = torch.promote_types(box_cls.dtype, torch.float32)
 
-        scores = permute_and_flatten(box_cls, N, A, C, H, W).to(compute_dtype).sigmoid()  # [N, H*W*A, C]
-        candidates = scores > self.pre_nms_thresh
-        image_idx, anchor_row, class_idx = candidates.nonzero().unbind(dim=1)  # grouped by image
-        candidate_scores = scores[candidates]
-        best = _top_n_per_image(candidate_scores, image_idx, N, self.pre_nms_top_n)
-        image_idx, anchor_row, class_idx = image_idx[best], anchor_row[best], class_idx[best]
-        candidate_scores = candidate_scores[best]
+        # Candidates straight from the logits in the head's layout (n, a, c, y, x): no sigmoid and
+        # no permuted copy of the N * A * C * H * W scores. sigmoid(x) > t <=> x > logit(t); the
+        # comparison keeps a margin (it may run in bfloat16) and the exact test follows on the few
+        # candidates, in compute_dtype, as maskrcnn-benchmark's sigmoid-then-threshold.
+        flat_logits = box_cls.reshape(N, A * C * H * W)
+        candidates = self._candidate_mask(flat_logits)
+        image_idx, position = candidates.nonzero().unbind(dim=1)
+        candidate_scores = flat_logits[image_idx, position].to(compute_dtype).sigmoid()
+        above = torch.nonzero(candidate_scores > self.pre_nms_thresh).squeeze(1)
+        image_idx, position, candidate_scores = image_idx[above], position[above], candidate_scores[above]
 
-        # the deltas of the selected anchors only: row (y * W + x) * A + a is channel block a at y * W + x
-        deltas = box_regression.reshape(N, A, 4, H * W)[image_idx, anchor_row % A, :, anchor_row // A]  # [K, 4]
+        best = _top_n_of_grouped(candidate_scores, image_idx, N, self.pre_nms_top_n)
+        image_idx, position, candidate_scores = image_idx[best], position[best], candidate_scores[best]
+        location = position % (H * W)  # y * W + x
+        class_idx = (position // (H * W)) % C
+        anchor_idx = position // (H * W * C)
+        anchor_row = location * A + anchor_idx  # the anchor's row, as permute_and_flatten orders them
+
+        deltas = box_regression.reshape(N, A, 4, H * W)[image_idx, anchor_idx, :, location]  # [K, 4]
         first = anchors[0].bbox
         if all(a.bbox is first for a in anchors):  # AnchorGenerator shares one grid between images
             selected_anchors = first[anchor_row]
@@ -110,6 +143,16 @@ class RetinaNetPostProcessor(RPNPostProcessor):
             boxlist.add_field("scores", image_scores)
             results.append(boxlist)
         return results
+
+    def _candidate_mask(self, logits):
+        """Bool mask (same shape as ``logits``), a superset of sigmoid(logits) > pre_nms_thresh."""
+        threshold = self.pre_nms_thresh
+        if threshold < 0:
+            return torch.ones_like(logits, dtype=torch.bool)
+        if threshold >= 1:
+            return torch.zeros_like(logits, dtype=torch.bool)
+        logit = -math.inf if threshold == 0 else math.log(threshold / (1 - threshold))
+        return logits > logit - _LOGIT_MARGIN
 
     def forward(self, anchors, box_cls, box_regression, targets=None):
         """
