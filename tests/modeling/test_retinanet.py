@@ -502,3 +502,37 @@ def test_module_under_cpu_autocast_bfloat16():
         detections, _ = module(images, features)
     assert all(len(d) > 0 and d.bbox.dtype == torch.float32 and d.get_field("scores").dtype == torch.float32
                for d in detections)
+
+
+# ----------------------------------------------------------------------------- full detector
+def test_detection_model_retinanet_train_step_and_eval():
+    """build_detection_model with MODEL.RETINANET_ON: the RetinaNet module stands in for the RPN
+    and there are no RoI heads; a train step reaches every trainable parameter."""
+    from maskrcnn.modeling.detector import build_detection_model
+
+    cfg = tiny_cfg()
+    model = build_detection_model(cfg)
+    assert isinstance(model.rpn, RetinaNetModule) and not model.roi_heads
+    images, targets = tiny_batch()
+    model.train()
+    losses = model(images, targets)
+    assert set(losses) == {"loss_retina_cls", "loss_retina_reg"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    sum(losses.values()).backward()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None and torch.count_nonzero(param.grad) > 0, name
+    optimizer.step()
+
+    model.eval()
+    model.rpn.box_selector_test.pre_nms_thresh = 0.0  # initial scores are ~PRIOR_PROB = 0.01
+    with torch.no_grad():
+        detections = model(images)
+    assert len(detections) == 2
+    for detection in detections:
+        assert {"scores", "labels"} <= set(detection.fields())
+        assert 0 < len(detection) <= cfg.TEST.DETECTIONS_PER_IMG
+    # the same state dict names as maskrcnn-benchmark's RetinaNet checkpoints
+    keys = set(model.state_dict())
+    assert {"rpn.head.cls_logits.weight", "rpn.head.bbox_tower.0.weight", "backbone.fpn.top_blocks.p6.weight"} <= keys
