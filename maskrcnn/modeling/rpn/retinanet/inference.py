@@ -5,6 +5,7 @@ import math
 import torch
 
 from maskrcnn.config.conventions import box_convention
+from maskrcnn.layers import batched_nms
 from maskrcnn.modeling.box_coder import BoxCoder
 from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.boxlist_ops import cat_boxlist
@@ -195,8 +196,6 @@ class RetinaNetPostProcessor(RPNPostProcessor):
         image_idx = torch.repeat_interleave(torch.arange(num_images, device=boxes.device), counts)
 
         if self.nms_thresh > 0 and boxes.numel() > 0:
-            from maskrcnn.layers import batched_nms
-
             groups = image_idx * self.num_classes + labels
             keep = batched_nms(boxes, scores, groups, self.nms_thresh, legacy_plus_one=legacy_plus_one)
         else:
