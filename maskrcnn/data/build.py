@@ -6,6 +6,7 @@ import logging
 import torch
 
 from maskrcnn.config.paths_catalog import DatasetCatalog
+from maskrcnn.utils.comm import get_world_size
 
 from . import datasets as D
 from . import samplers
@@ -13,12 +14,6 @@ from .collate_batch import BatchCollator
 from .transforms import build_transforms
 
 logger = logging.getLogger("maskrcnn.data")
-
-
-def get_world_size():
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def build_dataset(dataset_list, transforms, dataset_catalog, is_train=True, cfg=None):

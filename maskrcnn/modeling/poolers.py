@@ -124,13 +124,15 @@ class Pooler(nn.Module):
     def forward(self, x, boxes):
         """
         Arguments:
-            x (list[Tensor[N, C, H_l, W_l]]): one feature map per level, finest first.
+            x (list[Tensor[N, C, H_l, W_l]]): one feature map per level, finest first; maps
+                beyond the pooler's scales are ignored, as in maskrcnn-benchmark (an FPN body
+                hands P2-P6 to a box head pooling from P2-P5).
             boxes (list[BoxList]): N BoxLists in image coordinates.
         Returns:
             Tensor[K, C, output_h, output_w], K = total number of boxes, in the order of
             `boxes` (image by image).
         """
-        if len(x) != len(self.poolers):
+        if len(x) < len(self.poolers):
             raise ValueError(
                 f"Pooler: got {len(x)} feature maps but was built for {len(self.poolers)} scales"
             )

@@ -8,9 +8,10 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
+
+from maskrcnn.modeling.roi_heads.mask_head.inference import Masker
 
 logger = logging.getLogger("maskrcnn.data")
 
@@ -22,26 +23,14 @@ def _original_size(dataset, image_index, prediction):
 
 def paste_masks_in_image(masks, boxes, height, width, threshold=0.5, padding=1):
     """Binary uint8 [N, H, W] image masks from mask probabilities `masks` [N, 1, M, M] (or
-    [N, M, M]) predicted inside `boxes` [N, 4] (x1, y1, x2, y2); masks already the image size
-    are only thresholded."""
+    [N, M, M]) predicted inside `boxes` [N, 4] (x1, y1, x2, y2), pasted by the model's `Masker`
+    (so evaluation and inference paste identically); masks already the image size are only
+    thresholded."""
     masks = masks.float().reshape(masks.shape[0], masks.shape[-2], masks.shape[-1])
     if tuple(masks.shape[-2:]) == (height, width):
-        return (masks >= threshold).to(torch.uint8)
-    out = torch.zeros((masks.shape[0], height, width), dtype=torch.uint8)
-    m = masks.shape[-1]
-    scale = (m + 2 * padding) / float(m)
-    for i in range(masks.shape[0]):
-        mask = F.pad(masks[i], (padding,) * 4)
-        x1, y1, x2, y2 = boxes[i].tolist()
-        cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2 * scale, (y2 - y1) / 2 * scale
-        x1, y1, x2, y2 = int(cx - hw), int(cy - hh), int(cx + hw), int(cy + hh)
-        w, h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
-        resized = F.interpolate(mask[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        binary = (resized >= threshold).to(torch.uint8)
-        xa, ya, xb, yb = max(x1, 0), max(y1, 0), min(x2 + 1, width), min(y2 + 1, height)
-        if xb > xa and yb > ya:
-            out[i, ya:yb, xa:xb] = binary[ya - y1 : yb - y1, xa - x1 : xb - x1]
-    return out
+        return (masks > threshold).to(torch.uint8)
+    pasted = Masker(threshold=threshold, padding=padding).paste(masks[:, None], boxes, (width, height))
+    return pasted[:, 0]
 
 
 def prepare_for_coco_detection(predictions, dataset):
@@ -180,8 +169,11 @@ def _per_class_ap(coco_eval, dataset):
 
 
 def evaluate_predictions_on_coco(coco_gt, coco_results, json_result_file, iou_type="bbox", kpt_oks_sigmas=None):
-    with open(json_result_file, "w") as f:
-        json.dump(coco_results, f)
+    """COCOeval of `coco_results` (COCO-format dicts) against `coco_gt`; the results are also written
+    to `json_result_file` unless it is None."""
+    if json_result_file is not None:
+        with open(json_result_file, "w") as f:
+            json.dump(coco_results, f)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(coco_results) if coco_results else type(coco_gt)()
         coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
@@ -230,8 +222,7 @@ def do_coco_evaluation(dataset, predictions, box_only, output_folder, iou_types,
     coco_evals = {}
     for iou_type in iou_types:
         coco_results = preparers[iou_type](predictions, dataset)
-        folder = output_folder or "."
-        json_file = os.path.join(folder, iou_type + ".json")
+        json_file = os.path.join(output_folder, iou_type + ".json") if output_folder else None
         sigmas = _keypoint_sigmas(dataset) if iou_type == "keypoints" else None
         coco_eval = evaluate_predictions_on_coco(dataset.coco, coco_results, json_file, iou_type, sigmas)
         res.update(coco_eval)

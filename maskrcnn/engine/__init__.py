@@ -1,0 +1,1 @@
+"""Training and inference loops (engine/trainer.py, engine/inference.py, engine/bbox_aug.py)."""

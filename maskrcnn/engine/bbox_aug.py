@@ -1,0 +1,148 @@
+"""Test-time augmentation of box detections (maskrcnn-benchmark's ``TEST.BBOX_AUG``).
+
+The detector runs on several views of each image: the plain test resize (``INPUT.MIN_SIZE_TEST``
+/ ``INPUT.MAX_SIZE_TEST``), optionally its horizontal mirror (``H_FLIP``), and every extra shorter
+side in ``SCALES`` capped at ``MAX_SIZE`` (each optionally mirrored too, ``SCALE_H_FLIP``). Every
+view's boxes are mapped back to the plain view's frame (un-mirrored, then rescaled), pooled, and
+filtered as the box head filters one view: score threshold, NMS per class, best
+``DETECTIONS_PER_IMG`` kept.
+
+The model is expected to return, per image, either
+
+* the unfiltered box-head output of TTA mode (``TEST.BBOX_AUG.ENABLED`` makes the box
+  post-processor return every (RoI, class) box: ``R * num_classes`` rows in (RoI, class) order with
+  field ``scores``), or
+* already-filtered detections with fields ``scores`` and ``labels`` (merged by per-class NMS alone).
+"""
+import numpy as np
+import torch
+
+from maskrcnn.data.transforms.transforms import Compose, Normalize, Resize, ToTensor
+from maskrcnn.layers.nms import batched_nms
+from maskrcnn.structures.bounding_box import FLIP_LEFT_RIGHT, BoxList
+from maskrcnn.structures.image_list import to_image_list
+
+__all__ = ["im_detect_bbox_aug", "bbox_aug_views", "merge_detections"]
+
+
+def bbox_aug_views(cfg):
+    """The (min_size, max_size, hflip) views TEST.BBOX_AUG asks for; the plain view comes first."""
+    aug = cfg.TEST.BBOX_AUG
+    views = [(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, False)]
+    if aug.H_FLIP:
+        views.append((cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, True))
+    for scale in aug.SCALES:
+        views.append((scale, aug.MAX_SIZE, False))
+        if aug.SCALE_H_FLIP:
+            views.append((scale, aug.MAX_SIZE, True))
+    return views
+
+
+def _check_image(position, image):
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+        shape = getattr(image, "shape", type(image).__name__)
+        raise ValueError(
+            f"im_detect_bbox_aug: images[{position}] must be a BGR uint8 numpy array [H, W, 3] "
+            f"(the raw image the TTA loader hands over), got {shape}"
+        )
+
+
+def _detect_view(model, images, min_size, max_size, hflip, device, cfg):
+    """Run `model` on one view of `images`; boxes come back in that view's (mirrored) frame and
+    are un-mirrored here. Returns list[BoxList] in the view's resized frame."""
+    transform = Compose([
+        Resize(min_size, max_size),
+        ToTensor(),
+        Normalize(mean=cfg.INPUT.PIXEL_MEAN, std=cfg.INPUT.PIXEL_STD, to_bgr255=cfg.INPUT.TO_BGR255),
+    ])
+    tensors = []
+    for image in images:
+        if hflip:
+            image = np.ascontiguousarray(image[:, ::-1])
+        tensors.append(transform(image)[0])
+    batch = to_image_list(tensors, cfg.DATALOADER.SIZE_DIVISIBILITY)
+    detections = model(batch.to(device))
+    if len(detections) != len(images):
+        raise ValueError(f"im_detect_bbox_aug: the model returned {len(detections)} results for {len(images)} images")
+    if hflip:
+        detections = [boxlist.transpose(FLIP_LEFT_RIGHT) for boxlist in detections]
+    return detections
+
+
+def _candidates(boxlist, num_classes):
+    """(boxes Tensor[M, 4] xyxy, scores Tensor[M], labels Tensor[M]) of one view's output."""
+    boxlist = boxlist.convert("xyxy")
+    scores = boxlist.get_field("scores")
+    if boxlist.has_field("labels"):
+        return boxlist.bbox, scores, boxlist.get_field("labels").to(torch.int64)
+    if len(boxlist) % num_classes != 0:
+        raise ValueError(
+            f"im_detect_bbox_aug: an unfiltered box-head output has {len(boxlist)} rows, not a multiple of "
+            f"MODEL.ROI_BOX_HEAD.NUM_CLASSES = {num_classes} (is TEST.BBOX_AUG.ENABLED set when the model is built?)"
+        )
+    labels = torch.arange(num_classes, device=scores.device).repeat(len(boxlist) // num_classes)
+    foreground = labels > 0
+    return boxlist.bbox[foreground], scores[foreground], labels[foreground]
+
+
+def merge_detections(per_view, num_classes, score_thresh, nms_thresh, detections_per_img):
+    """Pool one image's detections from every view (all BoxLists in the same frame) and filter them.
+
+    per_view: list[BoxList] of the same size. Returns a BoxList with fields "scores" and "labels"
+    sorted by decreasing score.
+    """
+    reference = per_view[0]
+    parts = [_candidates(boxlist, num_classes) for boxlist in per_view]
+    boxes = torch.cat([p[0] for p in parts])
+    scores = torch.cat([p[1] for p in parts])
+    labels = torch.cat([p[2] for p in parts])
+    keep = torch.nonzero(scores > score_thresh, as_tuple=True)[0]
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    if nms_thresh > 0 and scores.numel() > 0:
+        order = batched_nms(boxes.float(), scores.float(), labels, nms_thresh,
+                            legacy_plus_one=reference.legacy_plus_one)
+    else:
+        order = torch.argsort(scores, descending=True)
+    if detections_per_img > 0:
+        order = order[:detections_per_img]
+    merged = BoxList(boxes[order], reference.size, mode="xyxy", legacy_plus_one=reference.legacy_plus_one)
+    merged.add_field("scores", scores[order])
+    merged.add_field("labels", labels[order])
+    return merged
+
+
+@torch.no_grad()
+def im_detect_bbox_aug(model, images, device, cfg=None):
+    """Detections for `images` merged over the views of ``cfg.TEST.BBOX_AUG``.
+
+    Arguments:
+        model: the detector in eval mode; called with an ImageList, returns list[BoxList].
+        images: sequence of raw BGR uint8 numpy images [H, W, 3] (untransformed: each view
+            resizes and normalises them itself).
+        device: where the batches go (``torch.device`` or string).
+        cfg: the config (default: the global ``maskrcnn.config.cfg``, as maskrcnn-benchmark reads it).
+    Returns:
+        list[BoxList], one per image, in the frame of the plain test resize (as a model without
+        augmentation returns them), with fields "scores" and "labels".
+    """
+    if cfg is None:
+        from maskrcnn.config import cfg
+    images = list(images)
+    for position, image in enumerate(images):
+        _check_image(position, image)
+    if not images:
+        return []
+
+    per_image = [[] for _ in images]
+    for min_size, max_size, hflip in bbox_aug_views(cfg):
+        detections = _detect_view(model, images, min_size, max_size, hflip, device, cfg)
+        for views, boxlist in zip(per_image, detections):
+            # the plain view (first) sets the frame; the others are rescaled into it
+            views.append(boxlist if not views else boxlist.resize(views[0].size))
+
+    heads = cfg.MODEL.ROI_HEADS
+    return [
+        merge_detections(views, cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES, heads.SCORE_THRESH, heads.NMS,
+                         heads.DETECTIONS_PER_IMG)
+        for views in per_image
+    ]

@@ -1,0 +1,1 @@
+"""The Fast R-CNN box head: feature extractors, predictors, loss and post-processing."""

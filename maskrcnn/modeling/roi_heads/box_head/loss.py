@@ -1,0 +1,165 @@
+"""Fast R-CNN box-head losses: RoI sampling, per-RoI targets, classification and box regression.
+
+Training goes in two steps, as in maskrcnn-benchmark:
+
+1. ``subsample(proposals, targets)``: match each proposal to the ground truth (IoU, Matcher),
+   label it (class of its match, 0 = background below BG_IOU_THRESHOLD, ignored in between),
+   encode its regression target, and keep a class-balanced sample per image (the RoIs the head
+   then runs on). Images without ground truth are all background.
+2. ``__call__(class_logits, box_regression)`` on the head's outputs for those RoIs:
+   ``loss_classifier`` = cross entropy over all sampled RoIs; ``loss_box_reg`` = smooth L1
+   (beta = 1) over the foreground RoIs' deltas of their own class, summed and divided by the
+   number of sampled RoIs.
+"""
+import torch
+from torch.nn import functional as F
+
+from maskrcnn.config.conventions import box_convention
+from maskrcnn.layers import smooth_l1_loss
+from maskrcnn.modeling.balanced_positive_negative_sampler import BalancedPositiveNegativeSampler
+from maskrcnn.modeling.box_coder import BoxCoder
+from maskrcnn.modeling.matcher import Matcher
+from maskrcnn.modeling.utils import cat
+from maskrcnn.structures.boxlist_ops import boxlist_iou
+
+__all__ = ["FastRCNNLossComputation", "make_roi_box_loss_evaluator"]
+
+
+class FastRCNNLossComputation(object):
+    """
+    Arguments:
+        proposal_matcher (Matcher): proposal -> ground-truth assignment (IoU thresholds).
+        fg_bg_sampler (BalancedPositiveNegativeSampler): RoIs kept per image.
+        box_coder (BoxCoder): regression-target encoding (weights (10, 10, 5, 5) by default).
+        cls_agnostic_bbox_reg (bool): the regressor has 2 classes (background, object); the
+            foreground deltas are its columns 4..7.
+    """
+
+    def __init__(self, proposal_matcher, fg_bg_sampler, box_coder, cls_agnostic_bbox_reg=False):
+        self.proposal_matcher = proposal_matcher
+        self.fg_bg_sampler = fg_bg_sampler
+        self.box_coder = box_coder
+        self.cls_agnostic_bbox_reg = cls_agnostic_bbox_reg
+        self._proposals = None
+
+    def match_targets_to_proposals(self, proposal, target):
+        """Per proposal: the index of its ground truth (or Matcher's negative codes) and the
+        matched boxes and labels (zeros where there is no ground truth at all).
+
+        Returns (matched_idxs Tensor[M] int64, matched_boxes Tensor[M, 4], matched_labels Tensor[M] int64).
+        """
+        target = target.convert("xyxy")
+        match_quality_matrix = boxlist_iou(target, proposal)  # [G, M]
+        matched_idxs = self.proposal_matcher(match_quality_matrix)
+        if len(target) == 0:
+            num = matched_idxs.shape[0]
+            matched_boxes = proposal.bbox.new_zeros((num, 4))
+            matched_labels = torch.zeros(num, dtype=torch.int64, device=matched_idxs.device)
+            return matched_idxs, matched_boxes, matched_labels
+        labels = target.get_field("labels").to(dtype=torch.int64, device=matched_idxs.device)
+        safe_idxs = matched_idxs.clamp(min=0)
+        return matched_idxs, target.bbox[safe_idxs], labels[safe_idxs]
+
+    def prepare_targets(self, proposals, targets):
+        """Per image: labels Tensor[M] int64 (class, 0 = background, -1 = ignored) and
+        regression targets Tensor[M, 4] (zeros for RoIs that are not foreground of a real match)."""
+        if len(proposals) != len(targets):
+            raise ValueError(
+                f"box head loss: got {len(proposals)} proposal lists but {len(targets)} targets"
+            )
+        labels, regression_targets = [], []
+        for proposals_per_image, targets_per_image in zip(proposals, targets):
+            proposals_per_image = proposals_per_image.convert("xyxy")
+            matched_idxs, matched_boxes, matched_labels = self.match_targets_to_proposals(
+                proposals_per_image, targets_per_image
+            )
+            labels_per_image = matched_labels.clone()
+            labels_per_image[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
+            labels_per_image[matched_idxs == Matcher.BETWEEN_THRESHOLDS] = -1
+            if len(targets_per_image) == 0:
+                targets_per_image_reg = proposals_per_image.bbox.new_zeros((len(proposals_per_image), 4))
+            else:
+                targets_per_image_reg = self.box_coder.encode(matched_boxes, proposals_per_image.bbox)
+            labels.append(labels_per_image)
+            regression_targets.append(targets_per_image_reg)
+        return labels, regression_targets
+
+    def subsample(self, proposals, targets):
+        """Sample RoIs for the head.
+
+        proposals: list[BoxList] per image; targets: list[BoxList] with field "labels".
+        Returns list[BoxList]: the sampled proposals of each image with fields "labels" and
+        "regression_targets" (kept for ``__call__``).
+        """
+        labels, regression_targets = self.prepare_targets(proposals, targets)
+        sampled_pos_inds, sampled_neg_inds = self.fg_bg_sampler(labels)
+
+        sampled = []
+        for proposals_per_image, labels_i, targets_i, pos, neg in zip(
+            proposals, labels, regression_targets, sampled_pos_inds, sampled_neg_inds
+        ):
+            keep = torch.nonzero(pos | neg).squeeze(1)
+            sampled_per_image = proposals_per_image.convert("xyxy")[keep]
+            sampled_per_image.add_field("labels", labels_i[keep])
+            sampled_per_image.add_field("regression_targets", targets_i[keep])
+            sampled.append(sampled_per_image)
+        self._proposals = sampled
+        return sampled
+
+    def __call__(self, class_logits, box_regression):
+        """
+        Arguments:
+            class_logits: list of Tensor[K_i, num_classes] (or one tensor), for the RoIs
+                returned by the last ``subsample`` (all images concatenated).
+            box_regression: list of Tensor[K_i, 4 * B] (or one tensor), likewise.
+        Returns:
+            (loss_classifier, loss_box_reg): scalar tensors.
+        """
+        if self._proposals is None:
+            raise RuntimeError("FastRCNNLossComputation: call subsample() before computing the loss")
+        if isinstance(class_logits, torch.Tensor):
+            class_logits = [class_logits]
+        if isinstance(box_regression, torch.Tensor):
+            box_regression = [box_regression]
+        class_logits = cat(list(class_logits), dim=0)
+        box_regression = cat(list(box_regression), dim=0)
+        labels = cat([p.get_field("labels") for p in self._proposals], dim=0)
+        regression_targets = cat([p.get_field("regression_targets") for p in self._proposals], dim=0)
+        if class_logits.shape[0] != labels.shape[0] or box_regression.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"box head loss: {labels.shape[0]} sampled RoIs but class_logits has {class_logits.shape[0]} "
+                f"rows and box_regression {box_regression.shape[0]}"
+            )
+        if labels.numel() == 0:
+            # no RoI at all: zero losses that still depend on the head's outputs
+            zero = class_logits.sum() * 0 + box_regression.sum() * 0
+            return zero, zero.clone()
+
+        classification_loss = F.cross_entropy(class_logits, labels)
+
+        positive = torch.nonzero(labels > 0).squeeze(1)
+        labels_pos = labels[positive]
+        columns = torch.arange(4, device=labels.device)
+        if self.cls_agnostic_bbox_reg:
+            map_inds = (4 + columns).expand(positive.numel(), 4)
+        else:
+            map_inds = 4 * labels_pos[:, None] + columns
+        compute_dtype = torch.promote_types(box_regression.dtype, torch.float32)
+        box_loss = smooth_l1_loss(
+            box_regression[positive[:, None], map_inds].to(compute_dtype),
+            regression_targets[positive].to(compute_dtype),
+            beta=1,
+            size_average=False,
+        )
+        box_loss = box_loss / labels.numel()
+        return classification_loss, box_loss
+
+
+def make_roi_box_loss_evaluator(cfg):
+    """FastRCNNLossComputation from MODEL.ROI_HEADS (FG/BG_IOU_THRESHOLD, BBOX_REG_WEIGHTS,
+    BATCH_SIZE_PER_IMAGE, POSITIVE_FRACTION), MODEL.CLS_AGNOSTIC_BBOX_REG and the box convention."""
+    heads = cfg.MODEL.ROI_HEADS
+    matcher = Matcher(heads.FG_IOU_THRESHOLD, heads.BG_IOU_THRESHOLD, allow_low_quality_matches=False)
+    box_coder = BoxCoder(weights=heads.BBOX_REG_WEIGHTS, legacy_plus_one=box_convention(cfg).legacy_plus_one)
+    sampler = BalancedPositiveNegativeSampler(heads.BATCH_SIZE_PER_IMAGE, heads.POSITIVE_FRACTION)
+    return FastRCNNLossComputation(matcher, sampler, box_coder, cfg.MODEL.CLS_AGNOSTIC_BBOX_REG)

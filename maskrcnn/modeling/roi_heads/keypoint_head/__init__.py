@@ -1,0 +1,1 @@
+"""The Keypoint R-CNN head: feature extractor, predictor, loss and heatmap decoding."""

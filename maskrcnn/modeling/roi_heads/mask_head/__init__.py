@@ -1,0 +1,1 @@
+"""The Mask R-CNN head: feature extractors, predictors, loss and mask pasting."""

@@ -1,0 +1,190 @@
+"""Mask R-CNN and Keypoint R-CNN end to end on CPU: a train step (every trainable parameter gets a
+gradient) and an eval forward on tiny images, R-18-FPN (and R-50-C4 with the shared res5 head)."""
+import pytest
+import torch
+
+from maskrcnn.config import cfg as default_cfg
+from maskrcnn.modeling.detector import build_detection_model
+from maskrcnn.structures.bounding_box import BoxList
+from maskrcnn.structures.box_convention import set_legacy_plus_one
+from maskrcnn.structures.keypoint import Keypoints
+from maskrcnn.structures.segmentation_mask import SegmentationMask
+
+FPN_SCALES = (0.25, 0.125, 0.0625, 0.03125)
+
+SMALL = [
+    "MODEL.DEVICE", "cpu",
+    "MODEL.ROI_BOX_HEAD.NUM_CLASSES", 4,
+    "MODEL.RPN.PRE_NMS_TOP_N_TRAIN", 200,
+    "MODEL.RPN.POST_NMS_TOP_N_TRAIN", 20,
+    "MODEL.RPN.PRE_NMS_TOP_N_TEST", 100,
+    "MODEL.RPN.POST_NMS_TOP_N_TEST", 10,
+    "MODEL.RPN.FPN_POST_NMS_TOP_N_TRAIN", 20,
+    "MODEL.RPN.FPN_POST_NMS_TOP_N_TEST", 10,
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", 32,
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16,
+    "MODEL.ROI_HEADS.SCORE_THRESH", 0.0,  # an untrained model still returns detections
+]
+
+R18_FPN = [
+    "MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
+    "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithFixedBatchNorm",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
+    "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 32,
+    "MODEL.RPN.USE_FPN", True,
+    "MODEL.RPN.ANCHOR_STRIDE", (4, 8, 16, 32, 64),
+    "MODEL.RPN.ANCHOR_SIZES", (8, 16, 32, 64, 128),
+    "MODEL.ROI_HEADS.USE_FPN", True,
+    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7,
+    "MODEL.ROI_BOX_HEAD.POOLER_SCALES", FPN_SCALES,
+    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", 2,
+    "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FPN2MLPFeatureExtractor",
+    "MODEL.ROI_BOX_HEAD.PREDICTOR", "FPNPredictor",
+    "MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM", 64,
+    "DATALOADER.SIZE_DIVISIBILITY", 32,
+]
+
+MASK_FPN = [
+    "MODEL.MASK_ON", True,
+    "MODEL.ROI_MASK_HEAD.FEATURE_EXTRACTOR", "MaskRCNNFPNFeatureExtractor",
+    "MODEL.ROI_MASK_HEAD.PREDICTOR", "MaskRCNNC4Predictor",
+    "MODEL.ROI_MASK_HEAD.POOLER_SCALES", FPN_SCALES,
+    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION", 7,
+    "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO", 2,
+    "MODEL.ROI_MASK_HEAD.CONV_LAYERS", (16, 16),
+    "MODEL.ROI_MASK_HEAD.RESOLUTION", 14,
+    "MODEL.ROI_MASK_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
+]
+
+KEYPOINT_FPN = [
+    "MODEL.KEYPOINT_ON", True,
+    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SCALES", FPN_SCALES,
+    "MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION", 7,
+    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO", 2,
+    "MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS", (16, 16),
+    "MODEL.ROI_KEYPOINT_HEAD.RESOLUTION", 28,
+    "MODEL.ROI_KEYPOINT_HEAD.NUM_CLASSES", 3,
+    "MODEL.ROI_KEYPOINT_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
+]
+
+
+class TriangleKeypoints(Keypoints):
+    NAMES = ["top", "left", "right"]
+    FLIP_MAP = {"left": "right"}
+
+
+@pytest.fixture(autouse=True)
+def _restore_box_convention():
+    yield
+    set_legacy_plus_one(True)
+
+
+def make_cfg(*opts):
+    cfg = default_cfg.clone()
+    cfg.merge_from_list(SMALL + list(opts))
+    return cfg
+
+
+def images_and_targets(mask_mode="poly"):
+    """Two images; the second has no ground truth."""
+    torch.manual_seed(0)
+    images = [torch.randn(3, 64, 96), torch.randn(3, 56, 80)]
+    gt = BoxList(torch.tensor([[10.0, 8.0, 50.0, 40.0], [40.0, 20.0, 90.0, 60.0]]), (96, 64))
+    gt.add_field("labels", torch.tensor([1, 3]))
+    polygons = [[[10, 8, 50, 8, 30, 40]], [[40, 20, 90, 20, 90, 60, 40, 60]]]
+    gt.add_field("masks", SegmentationMask(polygons, (96, 64), mode=mask_mode))
+    gt.add_field("keypoints", TriangleKeypoints(
+        torch.tensor([[[30.0, 9.0, 2], [12.0, 38.0, 2], [48.0, 38.0, 1]],
+                      [[65.0, 21.0, 2], [41.0, 58.0, 0], [88.0, 58.0, 2]]]), (96, 64)))
+    empty = BoxList(torch.zeros(0, 4), (80, 56))
+    empty.add_field("labels", torch.zeros(0, dtype=torch.int64))
+    empty.add_field("masks", SegmentationMask([], (80, 56), mode=mask_mode))
+    empty.add_field("keypoints", TriangleKeypoints(torch.zeros(0, 3, 3), (80, 56)))
+    return images, [gt, empty]
+
+
+def train_step(model, expected_losses, mask_mode="poly"):
+    model.train()
+    images, targets = images_and_targets(mask_mode)
+    losses = model(images, targets)
+    assert expected_losses <= set(losses)
+    for name, value in losses.items():
+        assert value.dim() == 0 and torch.isfinite(value), name
+    model.zero_grad()
+    sum(losses.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"no gradient reached {missing}"
+    return losses
+
+
+def eval_forward(model):
+    model.eval()
+    with torch.no_grad():
+        return model([torch.randn(3, 64, 96)])[0]
+
+
+@pytest.mark.parametrize("mask_mode", ["poly", "mask"])
+def test_mask_rcnn_r18_fpn(mask_mode):
+    model = build_detection_model(make_cfg(*(R18_FPN + MASK_FPN)))
+    keys = set(model.state_dict())
+    assert {
+        "roi_heads.mask.feature_extractor.mask_fcn1.weight",
+        "roi_heads.mask.feature_extractor.mask_fcn2.weight",
+        "roi_heads.mask.predictor.conv5_mask.weight",
+        "roi_heads.mask.predictor.mask_fcn_logits.weight",
+    } <= keys
+    losses = train_step(model, {"loss_mask", "loss_classifier"}, mask_mode)
+    assert losses["loss_mask"] > 0
+    result = eval_forward(model)
+    assert len(result) > 0
+    assert result.get_field("mask").shape == (len(result), 1, 14, 14)
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_mask_rcnn_pastes_masks_when_asked(legacy):
+    cfg = make_cfg(*(R18_FPN + MASK_FPN + ["MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS", True,
+                                            "MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS_THRESHOLD", 0.4,
+                                            "MODEL.BOX_CONVENTION_LEGACY", legacy]))
+    model = build_detection_model(cfg)
+    masker = model.roi_heads.mask.post_processor.masker
+    assert masker.threshold == 0.4 and masker.legacy_plus_one == legacy
+    result = eval_forward(model)
+    assert result.legacy_plus_one == legacy
+    mask = result.get_field("mask")
+    assert mask.shape == (len(result), 1, 64, 96) and mask.dtype == torch.uint8
+    assert mask.max() <= 1
+
+
+@pytest.mark.slow
+def test_mask_rcnn_r50_c4_shares_the_box_head():
+    cfg = make_cfg("MODEL.BACKBONE.CONV_BODY", "R-50-C4", "MODEL.RPN.ANCHOR_SIZES", (16, 32, 64),
+                   "MODEL.MASK_ON", True, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 8)
+    model = build_detection_model(cfg)
+    assert model.roi_heads.mask.feature_extractor is model.roi_heads.box.feature_extractor
+    assert "roi_heads.mask.predictor.conv5_mask.weight" in model.state_dict()
+    train_step(model, {"loss_mask"})
+    result = eval_forward(model)
+    assert result.get_field("mask").shape == (len(result), 1, 14, 14)
+
+
+def test_keypoint_rcnn_r18_fpn():
+    model = build_detection_model(make_cfg(*(R18_FPN + KEYPOINT_FPN)))
+    keys = set(model.state_dict())
+    assert {
+        "roi_heads.keypoint.feature_extractor.conv_fcn1.weight",
+        "roi_heads.keypoint.feature_extractor.conv_fcn2.weight",
+        "roi_heads.keypoint.predictor.kps_score_lowres.weight",
+    } <= keys
+    losses = train_step(model, {"loss_kp", "loss_classifier"})
+    assert losses["loss_kp"] > 0
+    result = eval_forward(model)
+    keypoints = result.get_field("keypoints")
+    assert len(result) > 0 and keypoints.keypoints.shape == (len(result), 3, 3)
+    assert keypoints.get_field("logits").shape == (len(result), 3)
+
+
+def test_mask_and_keypoint_rcnn_together():
+    model = build_detection_model(make_cfg(*(R18_FPN + MASK_FPN + KEYPOINT_FPN)))
+    train_step(model, {"loss_mask", "loss_kp"})
+    result = eval_forward(model)
+    assert result.has_field("mask") and result.has_field("keypoints")

@@ -1,0 +1,296 @@
+import importlib.util
+import json
+import os
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from maskrcnn.config import cfg as default_cfg
+from maskrcnn.modeling.backbone import build_backbone
+from maskrcnn.modeling.rpn.rpn import build_rpn
+from maskrcnn.utils.model_serialization import load_state_dict
+from maskrcnn.utils.torchvision_conversion import convert_torchvision_state_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "torchvision_detection_keys.json")
+
+
+@pytest.fixture(scope="module")
+def torchvision_keys():
+    """{model name: [(key, shape)]} of torchvision 0.28 (tools/make_torchvision_fixture.py)."""
+    with open(FIXTURE) as f:
+        data = json.load(f)
+    return {name: [(k, tuple(s)) for k, s in entries] for name, entries in data["models"].items()}
+
+
+def _fake_state_dict(entries):
+    """torchvision key names and shapes; values are arange-filled so a copy can be traced."""
+    sd = OrderedDict()
+    for i, (key, shape) in enumerate(entries):
+        if key.endswith("num_batches_tracked"):
+            sd[key] = torch.tensor(0)
+        else:
+            sd[key] = torch.full(shape, float(i))
+    return sd
+
+
+def _ours(conv_body, **extra):
+    cfg = default_cfg.clone()
+    opts = [
+        "MODEL.BACKBONE.CONV_BODY", conv_body,
+        "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 256,
+        "MODEL.RESNETS.STRIDE_IN_1X1", False,
+        "MODEL.RPN.USE_FPN", True,
+        "MODEL.RPN.ANCHOR_STRIDE", (4, 8, 16, 32, 64),
+    ]
+    for key, value in extra.items():
+        opts += [key, value]
+    cfg.merge_from_list(opts)
+    model = nn.Module()
+    model.backbone = build_backbone(cfg)
+    if not conv_body.endswith("RETINANET"):
+        model.rpn = build_rpn(cfg, model.backbone.out_channels)
+    return model
+
+
+@pytest.fixture(scope="module")
+def ours_r50_fpn():
+    return _ours("R-50-FPN")
+
+
+def _shapes(sd, prefixes):
+    return {k: tuple(v.shape) for k, v in sd.items() if k.startswith(prefixes)}
+
+
+def _box_keys(num_classes=91):
+    return {
+        "roi_heads.box.feature_extractor.fc6.weight": (1024, 256 * 7 * 7),
+        "roi_heads.box.feature_extractor.fc6.bias": (1024,),
+        "roi_heads.box.feature_extractor.fc7.weight": (1024, 1024),
+        "roi_heads.box.feature_extractor.fc7.bias": (1024,),
+        "roi_heads.box.predictor.cls_score.weight": (num_classes, 1024),
+        "roi_heads.box.predictor.cls_score.bias": (num_classes,),
+        "roi_heads.box.predictor.bbox_pred.weight": (4 * num_classes, 1024),
+        "roi_heads.box.predictor.bbox_pred.bias": (4 * num_classes,),
+    }
+
+
+def _backbone_rpn_keys(model):
+    return {
+        k: tuple(v.shape)
+        for k, v in model.state_dict().items()
+        if not k.startswith("rpn.anchor_generator.")  # computed from the config, in no checkpoint
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"]
+)
+def test_backbone_and_rpn_convert_to_exactly_ours(torchvision_keys, ours_r50_fpn, name):
+    converted = convert_torchvision_state_dict(_fake_state_dict(torchvision_keys[name]))
+    assert _shapes(converted, ("backbone.", "rpn.")) == _backbone_rpn_keys(ours_r50_fpn)
+
+
+def test_heads_convert_to_maskrcnn_benchmark_names(torchvision_keys):
+    faster = convert_torchvision_state_dict(_fake_state_dict(torchvision_keys["fasterrcnn_resnet50_fpn"]))
+    assert _shapes(faster, ("roi_heads.",)) == _box_keys()
+
+    mask = convert_torchvision_state_dict(_fake_state_dict(torchvision_keys["maskrcnn_resnet50_fpn"]))
+    expected = _box_keys()
+    for i in range(1, 5):
+        expected[f"roi_heads.mask.feature_extractor.mask_fcn{i}.weight"] = (256, 256, 3, 3)
+        expected[f"roi_heads.mask.feature_extractor.mask_fcn{i}.bias"] = (256,)
+    expected["roi_heads.mask.predictor.conv5_mask.weight"] = (256, 256, 2, 2)
+    expected["roi_heads.mask.predictor.conv5_mask.bias"] = (256,)
+    expected["roi_heads.mask.predictor.mask_fcn_logits.weight"] = (91, 256, 1, 1)
+    expected["roi_heads.mask.predictor.mask_fcn_logits.bias"] = (91,)
+    assert _shapes(mask, ("roi_heads.",)) == expected
+
+    kp = convert_torchvision_state_dict(_fake_state_dict(torchvision_keys["keypointrcnn_resnet50_fpn"]))
+    expected = _box_keys(num_classes=2)
+    for i in range(1, 9):
+        in_channels = 256 if i == 1 else 512
+        expected[f"roi_heads.keypoint.feature_extractor.conv_fcn{i}.weight"] = (512, in_channels, 3, 3)
+        expected[f"roi_heads.keypoint.feature_extractor.conv_fcn{i}.bias"] = (512,)
+    expected["roi_heads.keypoint.predictor.kps_score_lowres.weight"] = (512, 17, 4, 4)
+    expected["roi_heads.keypoint.predictor.kps_score_lowres.bias"] = (17,)
+    assert _shapes(kp, ("roi_heads.",)) == expected
+
+
+def test_retinanet_converts_to_ours(torchvision_keys):
+    tv = _fake_state_dict(torchvision_keys["retinanet_resnet50_fpn"])
+    converted = convert_torchvision_state_dict(tv)
+    ours = _ours("R-50-FPN-RETINANET", **{"MODEL.RETINANET.USE_C5": False})
+    assert _shapes(converted, ("backbone.",)) == _backbone_rpn_keys(ours)
+    expected = {}
+    for tower in ("cls_tower", "bbox_tower"):
+        for i in (0, 2, 4, 6):
+            expected[f"rpn.head.{tower}.{i}.weight"] = (256, 256, 3, 3)
+            expected[f"rpn.head.{tower}.{i}.bias"] = (256,)
+    expected["rpn.head.cls_logits.weight"] = (9 * 90, 256, 3, 3)  # background logit dropped
+    expected["rpn.head.cls_logits.bias"] = (9 * 90,)
+    expected["rpn.head.bbox_pred.weight"] = (36, 256, 3, 3)
+    expected["rpn.head.bbox_pred.bias"] = (36,)
+    assert _shapes(converted, ("rpn.",)) == expected
+    # Per anchor, classes 1..90 of torchvision's 91 survive, in order.
+    bias = torch.arange(9 * 91, dtype=torch.float32)
+    small = convert_torchvision_state_dict({
+        "head.classification_head.cls_logits.bias": bias,
+        "head.regression_head.bbox_reg.weight": torch.zeros(36, 1, 3, 3),
+    })
+    out = small["rpn.head.cls_logits.bias"].reshape(9, 90)
+    torch.testing.assert_close(out, bias.reshape(9, 91)[:, 1:])
+
+
+def test_values_copied_and_bn_eps_folded(torchvision_keys):
+    tv = _fake_state_dict(torchvision_keys["maskrcnn_resnet50_fpn"])
+    converted = convert_torchvision_state_dict(tv)
+    assert not any("num_batches_tracked" in k for k in converted)
+    pairs = {
+        "backbone.body.conv1.weight": "backbone.body.stem.conv1.weight",
+        "backbone.body.layer3.4.conv2.weight": "backbone.body.layer3.4.conv2.weight",
+        "backbone.fpn.inner_blocks.0.0.weight": "backbone.fpn.fpn_inner1.weight",
+        "backbone.fpn.layer_blocks.3.0.bias": "backbone.fpn.fpn_layer4.bias",
+        "rpn.head.conv.0.0.weight": "rpn.head.conv.weight",
+        "roi_heads.mask_head.2.0.weight": "roi_heads.mask.feature_extractor.mask_fcn3.weight",
+        "backbone.body.bn1.running_mean": "backbone.body.stem.bn1.running_mean",
+    }
+    for tv_key, our_key in pairs.items():
+        torch.testing.assert_close(converted[our_key], tv[tv_key], rtol=0, atol=0, msg=tv_key)
+    torch.testing.assert_close(
+        converted["backbone.body.layer2.0.downsample.1.running_var"],
+        tv["backbone.body.layer2.0.downsample.1.running_var"] + 1e-5,
+    )
+    unfolded = convert_torchvision_state_dict(tv, bn_eps=0.0)
+    torch.testing.assert_close(
+        unfolded["backbone.body.stem.bn1.running_var"], tv["backbone.body.bn1.running_var"]
+    )
+
+
+def test_folded_eps_reproduces_torchvision_frozen_batch_norm():
+    from maskrcnn.layers import FrozenBatchNorm2d
+
+    g = torch.Generator().manual_seed(0)
+    stats = {
+        "weight": torch.rand(6, generator=g) + 0.5, "bias": torch.randn(6, generator=g),
+        "running_mean": torch.randn(6, generator=g), "running_var": torch.rand(6, generator=g) * 1e-4,
+    }
+    x = torch.randn(2, 6, 3, 3, generator=g, dtype=torch.float64)
+    shape = (1, -1, 1, 1)
+    ref = (x - stats["running_mean"].double().reshape(shape)) / torch.sqrt(
+        stats["running_var"].double().reshape(shape) + 1e-5
+    ) * stats["weight"].double().reshape(shape) + stats["bias"].double().reshape(shape)
+    tv = {f"backbone.body.bn1.{k}": v for k, v in stats.items()}
+    converted = convert_torchvision_state_dict(tv)
+    bn = FrozenBatchNorm2d(6)
+    bn.load_state_dict({k.rsplit(".", 1)[1]: v for k, v in converted.items()})
+    # float32 statistics: a few ulp; without the folded eps the error would be ~5%.
+    torch.testing.assert_close(bn.double()(x), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_older_torchvision_layouts():
+    z = torch.zeros(1)
+    converted = convert_torchvision_state_dict({
+        "backbone.fpn.inner_blocks.0.weight": z, "backbone.fpn.inner_blocks.1.weight": z,
+        "backbone.fpn.inner_blocks.2.weight": z, "backbone.fpn.inner_blocks.3.weight": z,
+        "backbone.fpn.layer_blocks.3.bias": z,
+        "rpn.head.conv.weight": z,
+        "roi_heads.mask_head.mask_fcn2.bias": z,
+    })
+    assert set(converted) == {
+        "backbone.fpn.fpn_inner1.weight", "backbone.fpn.fpn_inner2.weight",
+        "backbone.fpn.fpn_inner3.weight", "backbone.fpn.fpn_inner4.weight",
+        "backbone.fpn.fpn_layer4.bias", "rpn.head.conv.weight",
+        "roi_heads.mask.feature_extractor.mask_fcn2.bias",
+    }
+
+
+def test_unknown_keys_are_an_error_listing_them():
+    with pytest.raises(KeyError) as info:
+        convert_torchvision_state_dict({
+            "backbone.body.conv1.weight": torch.zeros(1),
+            "roi_heads.box_head.0.0.weight": torch.zeros(1),  # a v2 (conv + norm) box head
+            "transform.foo": torch.zeros(1),
+        })
+    assert "roi_heads.box_head.0.0.weight" in str(info.value) and "transform.foo" in str(info.value)
+
+
+def test_converted_backbone_and_rpn_load_into_ours(torchvision_keys, ours_r50_fpn):
+    tv = _fake_state_dict(torchvision_keys["fasterrcnn_resnet50_fpn"])
+    converted = convert_torchvision_state_dict(tv)
+    result = load_state_dict(ours_r50_fpn, converted)
+    assert result.missing == [k for k in ours_r50_fpn.state_dict() if k.startswith("rpn.anchor_generator.")]
+    assert result.dropped == []
+    assert sorted(result.unused) == sorted(_box_keys())  # no box head in this model
+    torch.testing.assert_close(
+        ours_r50_fpn.state_dict()["backbone.fpn.fpn_inner2.weight"], tv["backbone.fpn.inner_blocks.1.0.weight"]
+    )
+
+
+def _load_cli():
+    path = os.path.join(ROOT, "tools", "convert_torchvision.py")
+    spec = importlib.util.spec_from_file_location("convert_torchvision", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_round_trip(tmp_path, capsys):
+    tv = OrderedDict([
+        ("backbone.body.conv1.weight", torch.randn(4, 3, 7, 7)),
+        ("backbone.body.bn1.running_mean", torch.randn(4)),
+        ("backbone.body.bn1.running_var", torch.rand(4)),
+        ("backbone.body.bn1.num_batches_tracked", torch.tensor(3)),
+        ("roi_heads.box_predictor.cls_score.weight", torch.randn(3, 8)),
+    ])
+    src, dst = tmp_path / "tv.pth", tmp_path / "ours.pth"
+    torch.save(tv, src)
+    assert _load_cli().main(["--input", str(src), "--output", str(dst)]) == 0
+    out = torch.load(dst, weights_only=True)["model"]
+    assert list(out) == [
+        "backbone.body.stem.conv1.weight", "backbone.body.stem.bn1.running_mean",
+        "backbone.body.stem.bn1.running_var", "roi_heads.box.predictor.cls_score.weight",
+    ]
+    torch.testing.assert_close(out["backbone.body.stem.conv1.weight"], tv["backbone.body.conv1.weight"])
+    torch.testing.assert_close(
+        out["backbone.body.stem.bn1.running_var"], tv["backbone.body.bn1.running_var"] + 1e-5
+    )
+    assert "4 keys" in capsys.readouterr().out
+
+
+def _load_fixture_tool():
+    path = os.path.join(ROOT, "tools", "make_torchvision_fixture.py")
+    spec = importlib.util.spec_from_file_location("make_torchvision_fixture", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # imports torchvision only inside main()
+    return module
+
+
+def test_outputs_match_torchvision_with_shared_seeded_weights(torchvision_keys, ours_r50_fpn):
+    """FPN features and RPN head outputs equal torchvision 0.28's fasterrcnn_resnet50_fpn (fixture)."""
+    tool = _load_fixture_tool()
+    with open(os.path.join(ROOT, "tests", "fixtures", "torchvision_fasterrcnn_outputs.json")) as f:
+        reference = json.load(f)
+    tv = tool.seeded_weights(torchvision_keys["fasterrcnn_resnet50_fpn"])
+    result = load_state_dict(ours_r50_fpn, convert_torchvision_state_dict(tv))
+    assert result.missing == [k for k in ours_r50_fpn.state_dict() if k.startswith("rpn.anchor_generator.")]
+    ours_r50_fpn.eval()
+    with torch.no_grad():
+        features = ours_r50_fpn.backbone(tool.seeded_image())
+        objectness, deltas = ours_r50_fpn.rpn.head(list(features))
+    for name, outputs in (("features", features), ("objectness", objectness), ("rpn_box_regression", deltas)):
+        assert len(outputs) == len(reference[name]) == 5, name
+        for level, (ours, ref) in enumerate(zip(outputs, reference[name])):
+            got = tool.summarize(ours)
+            assert got["shape"] == ref["shape"], (name, level)
+            for field in ("channel_mean", "samples"):
+                expected = torch.tensor(ref[field])
+                scale = expected.abs().max().item()
+                # Measured: 2.6e-6 * scale (float32 order of summation); converting without
+                # folding the batch-norm eps gives 2e-4 * scale.
+                torch.testing.assert_close(
+                    torch.tensor(got[field]), expected, rtol=0, atol=2e-5 * scale,
+                    msg=lambda m, name=name, level=level, field=field: f"{name}[{level}].{field}: {m}",
+                )
