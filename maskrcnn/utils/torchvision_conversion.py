@@ -101,6 +101,17 @@ def _drop_background_logit(tensor, num_anchors_hint, key):
     return per_anchor[:, 1:].reshape(-1, *tensor.shape[1:]).clone()
 
 
+# torchvision's RetinaNet decodes with box-coder weights (1, 1, 1, 1); ours with (10, 10, 5, 5)
+# (maskrcnn-benchmark's). Scaling the regression conv's output rows by ours gives the same boxes.
+RETINANET_BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+
+
+def _rescale_retinanet_regression(tensor, num_anchors):
+    """bbox_reg weight [A * 4, C, k, k] or bias [A * 4]: row (a, j) multiplied by our coder weight j."""
+    scale = torch.tensor(RETINANET_BOX_CODER_WEIGHTS, dtype=tensor.dtype).repeat(num_anchors)
+    return tensor * scale.reshape(-1, *([1] * (tensor.dim() - 1)))
+
+
 def convert_torchvision_state_dict(state_dict, bn_eps=1e-5):
     """torchvision detection state dict -> OrderedDict with this library's keys.
 
@@ -134,6 +145,8 @@ def convert_torchvision_state_dict(state_dict, bn_eps=1e-5):
             value = value + bn_eps
         if key.startswith("head.classification_head.cls_logits."):
             value = _drop_background_logit(value, retina_anchors, key)
+        if key.startswith("head.regression_head.bbox_reg."):
+            value = _rescale_retinanet_regression(value, retina_anchors)
         converted[new_key] = value
     if unknown:
         raise KeyError(

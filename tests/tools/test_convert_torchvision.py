@@ -294,3 +294,26 @@ def test_outputs_match_torchvision_with_shared_seeded_weights(torchvision_keys, 
                     torch.tensor(got[field]), expected, rtol=0, atol=2e-5 * scale,
                     msg=lambda m, name=name, level=level, field=field: f"{name}[{level}].{field}: {m}",
                 )
+
+
+def test_retinanet_regression_rescaled_to_our_box_coder_weights():
+    """torchvision's RetinaNet decodes its deltas with weights (1, 1, 1, 1); after conversion our
+    BoxCoder (10, 10, 5, 5) applied to the converted conv's output must give the same boxes."""
+    from maskrcnn.modeling.box_coder import BoxCoder
+
+    anchors_per_location, channels = 9, 8
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(anchors_per_location * 4, channels, 3, 3, generator=generator) * 0.1
+    bias = torch.randn(anchors_per_location * 4, generator=generator) * 0.1
+    features = torch.randn(1, channels, 5, 5, generator=generator)
+    state = {"head.regression_head.bbox_reg.weight": weight, "head.regression_head.bbox_reg.bias": bias}
+    converted = convert_torchvision_state_dict(state)
+    ours_w, ours_b = converted["rpn.head.bbox_pred.weight"], converted["rpn.head.bbox_pred.bias"]
+
+    theirs = torch.nn.functional.conv2d(features, weight, bias, padding=1)
+    ours = torch.nn.functional.conv2d(features, ours_w, ours_b, padding=1)
+    to_rows = lambda t: t.permute(0, 2, 3, 1).reshape(-1, 4)  # noqa: E731
+    anchors = torch.tensor([[10.0, 20.0, 60.0, 90.0]]).repeat(to_rows(theirs).shape[0], 1)
+    boxes_theirs = BoxCoder((1.0, 1.0, 1.0, 1.0), legacy_plus_one=False).decode(to_rows(theirs), anchors)
+    boxes_ours = BoxCoder((10.0, 10.0, 5.0, 5.0), legacy_plus_one=False).decode(to_rows(ours), anchors)
+    torch.testing.assert_close(boxes_ours, boxes_theirs, rtol=1e-5, atol=1e-4)
