@@ -1,7 +1,7 @@
 """ROIBoxHead: the Fast R-CNN head (feature extractor + predictor + loss / post-processing)."""
 import torch
-from torch import nn
 
+from ..roi_head_base import ROIHeadParts
 from .inference import make_roi_box_post_processor
 from .loss import make_roi_box_loss_evaluator
 from .roi_box_feature_extractors import make_roi_box_feature_extractor
@@ -10,7 +10,7 @@ from .roi_box_predictors import make_roi_box_predictor
 __all__ = ["ROIBoxHead", "build_roi_box_head"]
 
 
-class ROIBoxHead(nn.Module):
+class ROIBoxHead(ROIHeadParts):
     """
     Arguments:
         feature_extractor: module (features, list[BoxList]) -> per-RoI features, with ``out_channels``.
@@ -20,13 +20,6 @@ class ROIBoxHead(nn.Module):
     Attribute names follow maskrcnn-benchmark (``roi_heads.box.feature_extractor.fc6.weight``,
     ``roi_heads.box.predictor.cls_score.weight``).
     """
-
-    def __init__(self, feature_extractor, predictor, post_processor, loss_evaluator):
-        super().__init__()
-        self.feature_extractor = feature_extractor
-        self.predictor = predictor
-        self.post_processor = post_processor
-        self.loss_evaluator = loss_evaluator
 
     @classmethod
     def from_config(cls, cfg, in_channels):

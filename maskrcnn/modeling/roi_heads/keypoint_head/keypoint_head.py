@@ -1,7 +1,7 @@
 """ROIKeypointHead: the Keypoint R-CNN head (feature extractor + predictor + loss / post-processing)."""
 import torch
-from torch import nn
 
+from ..roi_head_base import ROIHeadParts
 from .inference import make_roi_keypoint_post_processor
 from .loss import make_roi_keypoint_loss_evaluator
 from .roi_keypoint_feature_extractors import make_roi_keypoint_feature_extractor
@@ -10,7 +10,7 @@ from .roi_keypoint_predictors import make_roi_keypoint_predictor
 __all__ = ["ROIKeypointHead", "build_roi_keypoint_head"]
 
 
-class ROIKeypointHead(nn.Module):
+class ROIKeypointHead(ROIHeadParts):
     """
     Arguments:
         feature_extractor: module (features, list[BoxList]) -> Tensor[K, C, R, R] (``out_channels``).
@@ -20,13 +20,6 @@ class ROIKeypointHead(nn.Module):
     Attribute names follow maskrcnn-benchmark (``roi_heads.keypoint.feature_extractor.conv_fcn1.weight``,
     ``roi_heads.keypoint.predictor.kps_score_lowres.weight``).
     """
-
-    def __init__(self, feature_extractor, predictor, post_processor, loss_evaluator):
-        super().__init__()
-        self.feature_extractor = feature_extractor
-        self.predictor = predictor
-        self.post_processor = post_processor
-        self.loss_evaluator = loss_evaluator
 
     @classmethod
     def from_config(cls, cfg, in_channels):

@@ -4,6 +4,7 @@ from torch import nn
 
 from maskrcnn.structures.bounding_box import BoxList
 
+from ..roi_head_base import ROIHeadParts
 from .inference import make_roi_mask_post_processor
 from .loss import make_roi_mask_loss_evaluator
 from .roi_mask_feature_extractors import make_roi_mask_feature_extractor
@@ -34,7 +35,7 @@ def keep_only_positive_boxes(boxes):
     return positive_boxes, positive_inds
 
 
-class ROIMaskHead(nn.Module):
+class ROIMaskHead(ROIHeadParts):
     """
     Arguments:
         feature_extractor: module (features, list[BoxList]) -> Tensor[K, C, R, R] (``out_channels``).
@@ -50,11 +51,7 @@ class ROIMaskHead(nn.Module):
 
     def __init__(self, feature_extractor, predictor, post_processor, loss_evaluator,
                  share_box_features=False):
-        super().__init__()
-        self.feature_extractor = feature_extractor
-        self.predictor = predictor
-        self.post_processor = post_processor
-        self.loss_evaluator = loss_evaluator
+        super().__init__(feature_extractor, predictor, post_processor, loss_evaluator)
         self.share_box_features = share_box_features
 
     @classmethod
