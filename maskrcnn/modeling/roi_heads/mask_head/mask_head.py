@@ -1,6 +1,5 @@
 """ROIMaskHead: the Mask R-CNN head (feature extractor + predictor + loss / post-processing)."""
 import torch
-from torch import nn
 
 from maskrcnn.structures.bounding_box import BoxList
 
