@@ -10,6 +10,8 @@ from torch.nn.modules.utils import _pair
 
 from maskrcnn._ext import load_ops
 
+from ._roi_checks import check_roi_pooling_inputs
+
 load_ops()
 
 _OP = "maskrcnn::roi_align"
@@ -18,15 +20,7 @@ _BACKWARD_OP = "maskrcnn::_roi_align_backward"
 
 @torch.library.register_fake(_OP)
 def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
-    torch._check(input.dim() == 4, lambda: f"roi_align: input must be a 4-D tensor [N, C, H, W], got {list(input.shape)}")
-    torch._check(
-        rois.dim() == 2 and rois.shape[1] == 5,
-        lambda: f"roi_align: rois must be a 2-D tensor of shape [K, 5] (batch_index, x1, y1, x2, y2), got {list(rois.shape)}",
-    )
-    torch._check(
-        rois.dtype == input.dtype,
-        lambda: f"roi_align: rois dtype ({rois.dtype}) must match input dtype ({input.dtype})",
-    )
+    check_roi_pooling_inputs("roi_align", input, rois)
     return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
 
 
