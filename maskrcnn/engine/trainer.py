@@ -152,6 +152,7 @@ class _Outputs(object):
     def __init__(self, output_dir, start_iter, max_iter, main):
         self.metrics = self.tensorboard = self.progress = None
         if main and output_dir:
+            os.makedirs(output_dir, exist_ok=True)
             self.metrics = MetricsWriter(os.path.join(output_dir, "metrics.json"), start_iter)
             from torch.utils.tensorboard import SummaryWriter
 

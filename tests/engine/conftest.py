@@ -1,0 +1,59 @@
+"""Shared pieces of the engine tests: tools/train_net.py as a module and tiny training configs."""
+import importlib.util
+import os
+import sys
+
+import pytest
+
+from maskrcnn.config import cfg as default_cfg
+from maskrcnn.engine.launch import resolve_seed
+from maskrcnn.structures.box_convention import set_legacy_plus_one
+
+sys.path.insert(0, os.path.dirname(__file__))
+from train_opts import TINY_TRAIN  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
+
+
+def load_train_net():
+    spec = importlib.util.spec_from_file_location("train_net", TRAIN_NET)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def train_net():
+    """tools/train_net.py imported as a module."""
+    return load_train_net()
+
+
+@pytest.fixture
+def data_dir(tmp_path_factory, monkeypatch):
+    """MASKRCNN_DATA_DIR in a folder shared by the tests of this session (the shapes data is
+    generated once)."""
+    folder = tmp_path_factory.getbasetemp() / "engine_data"
+    monkeypatch.setenv("MASKRCNN_DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def make_cfg(data_dir, tmp_path):
+    """make_cfg(*KEY_VALUE) -> frozen tiny training config with OUTPUT_DIR tmp_path/out."""
+
+    def make(*opts):
+        c = default_cfg.clone()
+        c.merge_from_list(TINY_TRAIN + ["OUTPUT_DIR", str(tmp_path / "out")] + list(opts))
+        resolve_seed(c)
+        c.freeze()
+        return c
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _restore_box_convention():
+    """build_detection_model sets the process-wide box convention; put the default back."""
+    yield
+    set_legacy_plus_one(True)
