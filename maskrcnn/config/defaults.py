@@ -305,6 +305,9 @@ _C.TEST.EXPECTED_RESULTS_SIGMA_TOL = 4
 # Images per batch over all processes at inference
 _C.TEST.IMS_PER_BATCH = 8
 _C.TEST.DETECTIONS_PER_IMG = 100
+# (maskrcnn) Fold frozen / eval-mode batch norms into the preceding convolutions for inference
+# (maskrcnn.modeling.fold_batch_norm.fold_batch_norms_from_cfg; checkpoints stay unfolded)
+_C.TEST.FOLD_BN = True
 
 # Test-time augmentation for box detection
 _C.TEST.BBOX_AUG = CN()

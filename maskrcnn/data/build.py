@@ -10,7 +10,7 @@ from maskrcnn.utils.comm import get_rank, get_world_size
 
 from . import datasets as D
 from . import samplers
-from .collate_batch import BatchCollator
+from .collate_batch import BatchCollator, BBoxAugCollator
 from .seeding import PerSampleSeedBatchSampler, SeededDataset
 from .transforms import build_transforms
 
@@ -85,7 +85,8 @@ def make_batch_data_sampler(dataset, sampler, aspect_grouping, images_per_batch,
 
 def make_data_loader(cfg, is_train=True, is_distributed=False, start_iter=0):
     """Training: one DataLoader over DATASETS.TRAIN yielding SOLVER.MAX_ITER batches from
-    `start_iter`. Test: a list of DataLoaders, one per DATASETS.TEST name.
+    `start_iter`. Test: a list of DataLoaders, one per DATASETS.TEST name (with
+    TEST.BBOX_AUG.ENABLED they yield raw BGR uint8 images, untransformed, for engine/bbox_aug.py).
 
     Training augmentation draws from per-sample streams seeded by (SEED, rank, iteration, position)
     (maskrcnn.data.seeding), so batch `k` is the same in a run resumed at `k` as in an uninterrupted
@@ -105,7 +106,9 @@ def make_data_loader(cfg, is_train=True, is_distributed=False, start_iter=0):
     images_per_gpu = images_per_batch // num_gpus
     aspect_grouping = [1] if cfg.DATALOADER.ASPECT_RATIO_GROUPING else []
     seed = max(int(getattr(cfg, "SEED", 0)), 0)
-    transforms = build_transforms(cfg, is_train)
+    # test-time augmentation resizes every view itself (engine/bbox_aug.py): hand over raw images
+    bbox_aug = not is_train and cfg.TEST.BBOX_AUG.ENABLED
+    transforms = None if bbox_aug else build_transforms(cfg, is_train)
     datasets = build_dataset(dataset_list, transforms, DatasetCatalog, is_train, cfg=cfg)
     loaders = []
     for dataset in datasets:
@@ -119,7 +122,7 @@ def make_data_loader(cfg, is_train=True, is_distributed=False, start_iter=0):
             dataset,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
             batch_sampler=batch_sampler,
-            collate_fn=BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY),
+            collate_fn=BBoxAugCollator() if bbox_aug else BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY),
             # the iterator's worker base seed comes from here, not from the global RNG
             generator=torch.Generator().manual_seed(seed),
         ))
