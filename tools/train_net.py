@@ -66,8 +66,10 @@ notes:
 
   Outputs in OUTPUT_DIR: config.yml, log.txt, metrics.json (one JSON line per SOLVER.LOG_PERIOD
   iterations, per evaluation and per validation loss), tensorboard/ (TensorBoard events),
-  model_*.pth, last_checkpoint, inference/<dataset>/coco_results.json. SOLVER.TEST_PERIOD N > 0
-  evaluates on DATASETS.TEST (and computes a validation loss) every N iterations.
+  model_*.pth, last_checkpoint, inference/<dataset>/ (final evaluation: predictions.pth,
+  coco_results.json). SOLVER.TEST_PERIOD N > 0 also evaluates on DATASETS.TEST and computes a
+  validation loss every N iterations (results in iter_<N>/inference/<dataset>/).
+  Evaluate a saved checkpoint again with tools/test_net.py.
 """
 
 
@@ -116,8 +118,11 @@ def train(cfg, local_rank, distributed, logger):
     data_loader = make_data_loader(cfg, is_train=True, is_distributed=distributed,
                                    start_iter=arguments["iteration"])
     data_loader_val = None
-    if cfg.SOLVER.TEST_PERIOD > 0:
-        data_loader_val = make_data_loader(cfg, is_train=False, is_distributed=distributed)
+    if cfg.SOLVER.TEST_PERIOD > 0:  # for the validation loss: transformed images, never TTA views
+        val_cfg = cfg.clone()
+        val_cfg.defrost()
+        val_cfg.TEST.BBOX_AUG.ENABLED = False
+        data_loader_val = make_data_loader(val_cfg, is_train=False, is_distributed=distributed)
     do_train(cfg, model, data_loader, data_loader_val, optimizer, scheduler, checkpointer, device,
              cfg.SOLVER.CHECKPOINT_PERIOD, cfg.SOLVER.TEST_PERIOD, arguments,
              grad_clipper=make_gradient_clipper(cfg), distributed=distributed)

@@ -193,8 +193,8 @@ def _evaluate(cfg, model, data_loader_val, device, iteration, distributed, outpu
 
     module = _unwrap(model)  # no DDP collectives inside forward: shards may differ in length
     with preserved_rng_states():
-        output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", f"iter_{iteration:07d}") \
-            if cfg.OUTPUT_DIR else None
+        # results in OUTPUT_DIR/iter_<N>/inference/<dataset>/
+        output_dir = os.path.join(cfg.OUTPUT_DIR, f"iter_{iteration:07d}") if cfg.OUTPUT_DIR else None
         results = run_test(cfg, module, distributed, output_dir=output_dir)
         if results:
             logger.info("Evaluation at iteration %d:\n%s", iteration, format_results_table(results))

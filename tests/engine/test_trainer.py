@@ -61,7 +61,7 @@ def test_outputs_metrics_and_periodic_evaluation(train_net, make_cfg, fake_infer
     eval_lines = [r for r in records if "shapes_val/bbox/AP" in r]
     assert eval_lines == [{"iteration": 2, "shapes_val/bbox/AP": 0.25, "shapes_val/bbox/AP50": 0.5,
                            "shapes_val/segm/AP": 0.125}]
-    assert fake_inference == [dict(distributed=False, output_dir=os.path.join(out, "inference", "iter_0000002"))]
+    assert fake_inference == [dict(distributed=False, output_dir=os.path.join(out, "iter_0000002"))]
     (val,) = [r for r in records if "val/loss" in r]
     assert set(val) == {"iteration", "val/loss"} | {f"val/{k}" for k in LOSSES}
     assert val["iteration"] == 2
