@@ -19,7 +19,9 @@ import time
 import torch
 
 from maskrcnn.utils.checkpoint import get_rng_states, set_rng_states
-from maskrcnn.utils.comm import all_gather, get_rank, get_world_size, is_main_process, reduce_dict
+from maskrcnn.utils.comm import (
+    all_gather, all_reduce_sum, get_rank, get_world_size, is_main_process, reduce_dict,
+)
 from maskrcnn.utils.metric_logger import MetricLogger
 from maskrcnn.utils.metrics_json import MetricsWriter, flatten_results
 
@@ -62,30 +64,21 @@ def check_losses_finite(loss_dict, iteration, last_checkpoint):
     """Raise FloatingPointError if any loss term (of any process) is NaN or infinite.
 
     The message names the iteration, every loss term with its value on this process and the last
-    checkpoint written (the one a restart resumes from). All processes raise together: the check
-    is all-reduced, so no process is left waiting in a collective.
+    checkpoint written (the one a restart resumes from). All processes raise together: the count
+    of bad terms is summed over processes, so none is left waiting in a collective. One device
+    synchronisation per call when all is well.
     """
-    values = {name: float(loss.detach().float()) for name, loss in loss_dict.items()}
-    bad = torch.tensor([sum(1 for v in values.values() if not torch.isfinite(torch.tensor(v)))],
-                       dtype=torch.float32)
-    if get_world_size() > 1:
-        bad = bad.to(_collective_device())
-        torch.distributed.all_reduce(bad)
+    values = torch.stack([loss.detach().float().reshape(()) for loss in loss_dict.values()])
+    bad = all_reduce_sum((~torch.isfinite(values)).sum().reshape(1).float())
     if bad.item() == 0:
         return
-    terms = ", ".join(f"{name}={value}" for name, value in values.items())
+    terms = ", ".join(f"{name}={value}" for name, value in zip(loss_dict, values.tolist()))
     raise FloatingPointError(
         f"Loss became infinite or NaN at iteration {iteration} (rank {get_rank()}): {terms}. "
         f"Last good checkpoint: {last_checkpoint or 'none written yet'}. Training stopped; "
         "lower SOLVER.BASE_LR, raise SOLVER.WARMUP_ITERS, enable SOLVER.CLIP_GRADIENTS or use "
         "DTYPE float32, then restart (the run resumes from that checkpoint)."
     )
-
-
-def _collective_device():
-    if torch.distributed.get_backend() == torch.distributed.Backend.NCCL:
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 @contextlib.contextmanager

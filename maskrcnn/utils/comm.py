@@ -83,3 +83,13 @@ def reduce_dict(input_dict, average=True):
         if dist.get_rank() == 0 and average:
             values = values / world_size
         return {k: v for k, v in zip(names, values)}
+
+
+def all_reduce_sum(tensor):
+    """Sum of `tensor` over all processes (a new tensor on `tensor`'s device); `tensor` itself
+    without a process group."""
+    if get_world_size() < 2:
+        return tensor
+    summed = tensor.detach().clone().to(_comm_device())
+    dist.all_reduce(summed)
+    return summed.to(tensor.device)

@@ -1,5 +1,4 @@
-"""Shared pieces of the engine tests: tools/train_net.py as a module and tiny training configs."""
-import importlib.util
+"""Fixtures of the training tests: tools/train_net.py as a module, tiny training configs."""
 import os
 import sys
 
@@ -10,17 +9,7 @@ from maskrcnn.engine.launch import resolve_seed
 from maskrcnn.structures.box_convention import set_legacy_plus_one
 
 sys.path.insert(0, os.path.dirname(__file__))
-from train_opts import TINY_TRAIN  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
-
-
-def load_train_net():
-    spec = importlib.util.spec_from_file_location("train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from train_opts import TINY_TRAIN, load_train_net  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import load_train_net  # noqa: E402
+from train_opts import load_train_net  # noqa: E402
 
 if __name__ == "__main__":
     import torch

@@ -12,8 +12,7 @@ import torch
 
 from maskrcnn.utils.metrics_json import read_metrics
 
-from conftest import TRAIN_NET
-from train_opts import TINY_TRAIN
+from train_opts import TINY_TRAIN, TRAIN_NET
 
 RUN = ["SOLVER.MAX_ITER", "8", "SOLVER.CHECKPOINT_PERIOD", "3",
        "INPUT.HORIZONTAL_FLIP_PROB_TRAIN", "0.5"]

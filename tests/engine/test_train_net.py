@@ -10,8 +10,7 @@ import yaml
 
 from maskrcnn.utils.metrics_json import read_metrics
 
-from conftest import REPO, TRAIN_NET
-from train_opts import TINY_TRAIN
+from train_opts import REPO, TINY_TRAIN, TRAIN_NET
 
 
 def _run(command, env):

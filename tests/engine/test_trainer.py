@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from maskrcnn.engine.launch import resolve_seed
-from maskrcnn.engine.trainer import autocast_context, make_grad_scaler
+from maskrcnn.engine.trainer import autocast_context, check_losses_finite, make_grad_scaler
 from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.utils.checkpoint import Checkpointer
 from maskrcnn.utils.metrics_json import MetricsWriter, read_metrics, replace_record
 
-from conftest import TRAIN_NET
+from train_opts import TRAIN_NET
 
 LOSSES = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
 TRAIN_KEYS = {"iteration", "lr", "loss", "time", "data_time", "eta_seconds", "max_mem_mb"} | LOSSES
@@ -43,6 +43,7 @@ def _train(train_net, c):
     return train_net.train(c, 0, False, logging.getLogger("maskrcnn"))
 
 
+@pytest.mark.slow
 def test_outputs_metrics_and_periodic_evaluation(train_net, make_cfg, fake_inference):
     c = make_cfg("SOLVER.MAX_ITER", 4, "SOLVER.TEST_PERIOD", 2, "SOLVER.LOG_PERIOD", 1)
     model = _train(train_net, c)
@@ -133,6 +134,13 @@ def test_nan_loss_stops_and_leaves_a_loadable_checkpoint(train_net, make_cfg, mo
     assert extra["iteration"] == 3
     assert all(torch.isfinite(p).all() for p in model.state_dict().values())
     assert [r["iteration"] for r in read_metrics(os.path.join(c.OUTPUT_DIR, "metrics.json"))] == [1, 2, 3, 4]
+
+
+def test_check_losses_finite_names_every_term():
+    check_losses_finite({"a": torch.tensor(1.0), "b": torch.tensor(2.0)}, 3, None)
+    with pytest.raises(FloatingPointError, match=r"iteration 3 .*a=1.0, b=inf\. Last good checkpoint: "
+                                                 r"none written yet"):
+        check_losses_finite({"a": torch.tensor(1.0), "b": torch.tensor(float("inf"))}, 3, None)
 
 
 def test_bfloat16_autocast_train_steps_on_cpu(train_net, make_cfg, monkeypatch):

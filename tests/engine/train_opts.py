@@ -1,5 +1,20 @@
-"""KEY VALUE overrides of a tiny R-18-FPN Faster R-CNN training on 64 px shapes images, shared by
-the engine tests (a few iterations take about a second on one core)."""
+"""Shared by the training tests: KEY VALUE overrides of a tiny R-18-FPN Faster R-CNN training on
+64 px shapes images (a few iterations take about a second on one core) and tools/train_net.py
+loaded as a module. (A module of its own, not conftest.py: several test folders have a conftest.)"""
+import importlib.util
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
+
+
+def load_train_net():
+    """tools/train_net.py imported as the module `train_net`."""
+    spec = importlib.util.spec_from_file_location("train_net", TRAIN_NET)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 TINY_TRAIN = [
     "MODEL.DEVICE", "cpu",

@@ -16,6 +16,8 @@ def test_single_process_defaults():
     assert comm.all_gather(obj) == [obj]
     d = {"loss": torch.tensor(2.0)}
     assert comm.reduce_dict(d) is d
+    t = torch.tensor([1.0, 2.0])
+    assert comm.all_reduce_sum(t) is t
 
 
 def _worker(rank, world_size, init_file, result_dir):
@@ -25,6 +27,7 @@ def _worker(rank, world_size, init_file, result_dir):
         gathered = comm.all_gather({"rank": rank, "payload": "x" * (10 + 1000 * rank)})
         reduced = comm.reduce_dict({"b": torch.tensor(float(rank + 1)), "a": torch.tensor(10.0 * rank)})
         summed = comm.reduce_dict({"a": torch.tensor(10.0 * rank)}, average=False)
+        all_summed = comm.all_reduce_sum(torch.tensor([rank + 1.0, 2.0]))
         comm.synchronize()
         torch.save(
             {
@@ -34,6 +37,7 @@ def _worker(rank, world_size, init_file, result_dir):
                 "gathered": gathered,
                 "reduced": {k: float(v) for k, v in reduced.items()},
                 "summed": {k: float(v) for k, v in summed.items()},
+                "all_summed": all_summed.tolist(),
             },
             os.path.join(result_dir, f"{rank}.pt"),
         )
@@ -52,3 +56,5 @@ def test_two_process_gloo(tmp_path):
     # reduce_dict reduces to rank 0: average of (1, 2) and (0, 10); sum of (0, 10)
     assert results[0]["reduced"] == {"a": 5.0, "b": 1.5}
     assert results[0]["summed"] == {"a": 10.0}
+    # all_reduce_sum: every rank gets the sum
+    assert [res["all_summed"] for res in results] == [[3.0, 4.0], [3.0, 4.0]]
