@@ -1,7 +1,6 @@
 """engine/inference.py in one process: run_test on a small shapes subset with a tiny Mask R-CNN, an
 oracle model that must score AP 1.0, the gathering checks and the results table."""
 import json
-import os
 
 import pytest
 import torch
