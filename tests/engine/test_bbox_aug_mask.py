@@ -1,4 +1,4 @@
-"""Test-time augmentation with Mask R-CNN: the mask head runs on the merged boxes (it used to get
+"""Test-time augmentation with Mask R-CNN (and Keypoint R-CNN): the mask head runs on the merged boxes (it used to get
 TTA's unfiltered (RoI, class) boxes and fail), with one view it reproduces plain inference, and
 run_test evaluates a TTA Mask R-CNN (bbox and segm)."""
 import numpy as np
@@ -29,9 +29,22 @@ def _images():
             rng.integers(0, 256, size=(48, 72, 3), dtype=np.uint8)]
 
 
-def test_single_view_mask_rcnn_equals_plain_inference(tmp_path):
-    plain_cfg = tiny_cfg(tmp_path)
-    aug_cfg = tiny_cfg(tmp_path, "TEST.BBOX_AUG.ENABLED", True)
+KEYPOINTS = [
+    "MODEL.KEYPOINT_ON", True,
+    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SCALES", (0.25, 0.125, 0.0625, 0.03125),
+    "MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION", 7,
+    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO", 2,
+    "MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS", (16, 16),
+    "MODEL.ROI_KEYPOINT_HEAD.RESOLUTION", 28,
+    "MODEL.ROI_KEYPOINT_HEAD.NUM_CLASSES", 3,
+    "MODEL.ROI_KEYPOINT_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
+]
+
+
+def test_single_view_mask_keypoint_rcnn_equals_plain_inference(tmp_path):
+    """Mask and keypoint heads both run, in order, on the merged boxes."""
+    plain_cfg = tiny_cfg(tmp_path, *KEYPOINTS)
+    aug_cfg = tiny_cfg(tmp_path, "TEST.BBOX_AUG.ENABLED", True, *KEYPOINTS)
     plain_model, aug_model = tiny_model(plain_cfg).eval(), tiny_model(aug_cfg).eval()
     aug_model.load_state_dict(plain_model.state_dict())
 
@@ -48,6 +61,7 @@ def test_single_view_mask_rcnn_equals_plain_inference(tmp_path):
         torch.testing.assert_close(have.get_field("labels"), want.get_field("labels"))
         torch.testing.assert_close(have.get_field("scores"), want.get_field("scores"))
         torch.testing.assert_close(have.get_field("mask"), want.get_field("mask"))
+        torch.testing.assert_close(have.get_field("keypoints").keypoints, want.get_field("keypoints").keypoints)
 
 
 def test_flips_and_scales_give_one_mask_per_merged_box(tmp_path):
