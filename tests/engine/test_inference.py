@@ -81,6 +81,18 @@ def test_compute_on_dataset_keys_by_index_and_times(tmp_path):
         torch.testing.assert_close(prediction.bbox, target.bbox)
 
 
+def test_predictions_can_be_changed_in_place(tmp_path):
+    """(inference_mode tensors could not be: BoxList.clip_to_image clamps in place.)"""
+    cfg = tiny_cfg(tmp_path / "out", "DATASETS.SHAPES.NUM_VAL_IMAGES", 2)
+    (loader,) = make_data_loader(cfg, is_train=False)
+    predictions = compute_on_dataset(tiny_model(cfg).eval(), loader, "cpu", progress=False)
+    prediction = predictions[0]
+    assert len(prediction) > 0
+    prediction.bbox[:, 2:] += 1000
+    clipped = prediction.clip_to_image(remove_empty=False)
+    assert clipped.bbox[:, 2].max() <= 63 and clipped.bbox[:, 3].max() <= 63
+
+
 def test_progress_bar_when_asked(tmp_path, capsys):
     cfg = tiny_cfg(tmp_path / "out", "DATASETS.SHAPES.NUM_VAL_IMAGES", 2)
     (loader,) = make_data_loader(cfg, is_train=False)
