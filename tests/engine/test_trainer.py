@@ -11,7 +11,6 @@ import types
 import pytest
 import torch
 
-from maskrcnn.engine.launch import resolve_seed
 from maskrcnn.engine.trainer import autocast_context, check_losses_finite, make_grad_scaler
 from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.utils.checkpoint import Checkpointer
@@ -180,7 +179,7 @@ def test_float16_uses_a_grad_scaler_that_is_checkpointed(train_net, make_cfg):
     assert final["grad_scaler"]["scale"] > 0 and "_growth_tracker" in final["grad_scaler"]
 
 
-def test_seed_minus_one_is_picked_then_reused(make_cfg, tmp_path):
+def test_seed_minus_one_is_picked_then_reused(make_cfg):
     c = make_cfg("SEED", -1)
     assert 0 <= c.SEED < 2 ** 31 and c.is_frozen()
     os.makedirs(c.OUTPUT_DIR, exist_ok=True)
