@@ -13,7 +13,7 @@ import json
 import math
 from collections import OrderedDict
 
-__all__ = ["MetricsFormatError", "Metrics", "read_metrics", "plot_metrics"]
+__all__ = ["MetricsFormatError", "Metrics", "load_metrics", "plot_metrics"]
 
 VALIDATION_PREFIX = "val/"
 # training entries that are not losses (plotted apart or not at all)
@@ -55,7 +55,7 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_metrics(path):
+def load_metrics(path):
     """Metrics of the file ``path``. Blank lines are skipped; non-finite or non-numeric entries
     are ignored. Raises MetricsFormatError (file and line number) on a line that is not a JSON
     object with an integer "iteration", FileNotFoundError when the file is missing."""
@@ -156,7 +156,7 @@ def plot_metrics(metrics_path, output_path, title=None):
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    metrics = read_metrics(metrics_path)
+    metrics = load_metrics(metrics_path)
     if metrics.is_empty():
         raise ValueError(f"{metrics_path}: no metrics to plot (the file has no numeric entries)")
     figure, axes = plt.subplots(1, 3, figsize=(18, 5), gridspec_kw={"width_ratios": [3, 3, 2]})

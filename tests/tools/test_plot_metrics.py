@@ -6,7 +6,7 @@ import os
 import cv2
 import pytest
 
-from maskrcnn.utils.metrics_plot import MetricsFormatError, plot_metrics, read_metrics
+from maskrcnn.utils.metrics_plot import MetricsFormatError, load_metrics, plot_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -53,7 +53,7 @@ def test_plot_all_kinds_of_lines(tool, tmp_path, capsys):
     image = cv2.imread(str(output))
     assert image is not None and image.shape[0] > 200 and image.shape[1] > 600
     assert "5 loss curves" in capsys.readouterr().out
-    metrics = read_metrics(metrics_file)
+    metrics = load_metrics(metrics_file)
     assert metrics.loss_names()[0] == "loss"
     assert set(metrics.loss_names()) == {"loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness"}
     assert set(metrics.evaluation) == {"shapes_val/bbox/AP", "shapes_val/bbox/AP50", "shapes_val/segm/AP"}
@@ -75,7 +75,7 @@ def test_missing_kinds_of_lines(tmp_path):
 def test_malformed_line_names_file_and_line(tool, tmp_path, capsys):
     path = write_lines(tmp_path / "metrics.json", [training_line(10, 1.0), training_line(20, 0.9), '{"iteration": 30, "loss"'])
     with pytest.raises(MetricsFormatError, match=r"metrics\.json, line 3: not valid JSON"):
-        read_metrics(path)
+        load_metrics(path)
     with pytest.raises(SystemExit) as exit_info:
         tool.main([path, "--output", str(tmp_path / "p.png")])
     assert exit_info.value.code == 1
@@ -83,10 +83,10 @@ def test_malformed_line_names_file_and_line(tool, tmp_path, capsys):
     assert not (tmp_path / "p.png").exists()
     no_iteration = write_lines(tmp_path / "bad.json", [{"loss": 1.0}])
     with pytest.raises(MetricsFormatError, match=r"bad\.json, line 1: needs an integer \"iteration\""):
-        read_metrics(no_iteration)
+        load_metrics(no_iteration)
     not_object = write_lines(tmp_path / "list.json", ["[1, 2]"])
     with pytest.raises(MetricsFormatError, match="line 1: expected a JSON object"):
-        read_metrics(not_object)
+        load_metrics(not_object)
 
 
 def test_empty_and_missing_files(tool, tmp_path):
