@@ -14,12 +14,10 @@ see maskrcnn/data/datasets/class_names.py; COCO's 80 classes when it is unknown)
 import os
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from maskrcnn.data.datasets.class_names import metadata_for_cfg  # noqa: E402
-from maskrcnn.engine.predictor import Predictor  # noqa: E402
+from maskrcnn.engine.predictor import Predictor, select_top_predictions  # noqa: E402
 from maskrcnn.utils import visualization as vis  # noqa: E402
 
 __all__ = ["COCODemo"]
@@ -69,11 +67,7 @@ class COCODemo(object):
 
     def select_top_predictions(self, predictions):
         """The detections scoring above confidence_threshold, best first."""
-        scores = predictions.get_field("scores")
-        keep = torch.nonzero(scores > self.confidence_threshold).squeeze(1)
-        predictions = predictions[keep]
-        order = predictions.get_field("scores").argsort(descending=True)
-        return predictions[order]
+        return select_top_predictions(predictions, self.confidence_threshold)
 
     def compute_colors_for_labels(self, labels):
         """BGR colour tuple of each label."""

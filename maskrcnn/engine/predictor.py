@@ -17,7 +17,7 @@ from maskrcnn.modeling.roi_heads.mask_head.inference import Masker
 from maskrcnn.structures.image_list import to_image_list
 from maskrcnn.utils.checkpoint import DetectronCheckpointer
 
-__all__ = ["Predictor", "prediction_in_image", "resolve_device", "make_masker"]
+__all__ = ["Predictor", "prediction_in_image", "select_top_predictions", "resolve_device", "make_masker"]
 
 logger = logging.getLogger("maskrcnn.predictor")
 
@@ -57,6 +57,16 @@ def prediction_in_image(prediction, width, height, masker=None):
         elif masks.shape[-2:] != (height, width) and masker is not None:
             prediction.add_field("mask", masker([masks], [prediction])[0])
     return prediction
+
+
+def select_top_predictions(predictions, confidence_threshold):
+    """The detections of a BoxList scoring above ``confidence_threshold``, best first (all of
+    them, in order, when it has no field "scores", e.g. ground truth)."""
+    if not predictions.has_field("scores"):
+        return predictions
+    keep = torch.nonzero(predictions.get_field("scores") > confidence_threshold).squeeze(1)
+    predictions = predictions[keep]
+    return predictions[predictions.get_field("scores").argsort(descending=True)]
 
 
 class Predictor(object):
