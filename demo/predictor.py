@@ -39,6 +39,8 @@ class COCODemo(object):
                  min_image_size=224, model=None):
         if masks_per_dim < 1:
             raise ValueError("COCODemo: masks_per_dim must be >= 1, got %r" % (masks_per_dim,))
+        if show_mask_heatmaps and not cfg.MODEL.MASK_ON:
+            raise ValueError("COCODemo: show_mask_heatmaps needs a model with masks (MODEL.MASK_ON True)")
         self.cfg = cfg.clone()
         self.confidence_threshold = confidence_threshold
         self.show_mask_heatmaps = show_mask_heatmaps

@@ -215,7 +215,12 @@ def main(argv=None):
     except (FileNotFoundError, InputError) as error:
         print("webcam.py: error: %s" % error, file=sys.stderr)
         return 1
+    if args.show_mask_heatmaps and not config.MODEL.MASK_ON:
+        parser.error("--show-mask-heatmaps needs a model with masks (MODEL.MASK_ON True)")
     show = not args.no_window and display_available()
+    if not show and not args.output:
+        print("webcam.py: no display and no --output: the annotated frames are not kept (only timed)",
+              file=sys.stderr)
     demo = COCODemo(
         config,
         confidence_threshold=args.confidence_threshold,

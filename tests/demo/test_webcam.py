@@ -118,3 +118,26 @@ def test_help_documents_every_option(webcam):
 
 def test_no_window_without_a_display(webcam):
     assert webcam.display_available() is False
+
+
+def test_mask_heatmaps_need_a_mask_model(webcam, tmp_path):
+    config_file = tmp_path / "boxes.yaml"
+    config_file.write_text("MODEL:\n  DEVICE: cpu\n  MASK_ON: False\n")
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), frame(0))
+    with pytest.raises(SystemExit) as exit_info:
+        webcam.main(["--config-file", str(config_file), "--input", str(image), "--show-mask-heatmaps"])
+    assert exit_info.value.code == 2
+
+
+def test_single_image_to_an_image_file_with_heatmaps(webcam, detecting_config_file, tmp_path):
+    config_file, _ = detecting_config_file
+    image, output = tmp_path / "one.jpg", tmp_path / "heat.png"
+    cv2.imwrite(str(image), frame(1))
+    code = webcam.main(["--config-file", config_file, "--input", str(image), "--output", str(output),
+                        "--show-mask-heatmaps", "--masks-per-dim", "3", "--confidence-threshold", "0.5",
+                        "--min-image-size", "64"])
+    assert code == 0
+    montage = cv2.imread(str(output))
+    assert montage.shape == (64, 96, 3)
+    assert len(np.unique(montage.reshape(-1, 3), axis=0)) > 2, "heatmap colours besides the fps label"
