@@ -140,4 +140,6 @@ def test_single_image_to_an_image_file_with_heatmaps(webcam, detecting_config_fi
     assert code == 0
     montage = cv2.imread(str(output))
     assert montage.shape == (64, 96, 3)
-    assert len(np.unique(montage.reshape(-1, 3), axis=0)) > 2, "heatmap colours besides the fps label"
+    below_label = montage[16:].astype(int)
+    assert (below_label[..., 0] > below_label[..., 2] + 50).any(), "cold (blue) background"
+    assert (below_label[..., 2] > below_label[..., 0] + 50).any(), "hot (red) mask probabilities"
