@@ -14,6 +14,7 @@ TINY_SHAPES = ["DATASETS.SHAPES.NUM_VAL_IMAGES", 3, "DATASETS.SHAPES.IMAGE_SIZE"
 
 def test_render_model_predictions(shapes_data_dir, tmp_path):
     cfg = tiny_cfg(tmp_path / "output", *TINY_SHAPES)
+    cfg.freeze()  # as tools/train_net.py hands it over
     output = str(tmp_path / "pictures" / "detections.png")
     assert render_model_predictions(cfg, output, num_images=2, model=detecting_model(cfg),
                                     confidence_threshold=0.5) == output
