@@ -4,7 +4,8 @@
 
 * training lines: ``lr``, ``loss`` (the total), one entry per loss term (``loss_classifier``, ...),
   ``time``, ``data_time``, ``eta_seconds``, ``max_mem_mb``;
-* evaluation lines: ``"<dataset>/<iou_type>/<metric>"`` entries, e.g. ``"shapes_val/bbox/AP"``;
+* evaluation lines: ``"<dataset>/<iou_type>/<metric>"`` entries, e.g. ``"shapes_val/bbox/AP"``
+  (COCO's -1, "undefined", is left out);
 * validation-loss lines: ``"val/<name>"`` entries, e.g. ``"val/loss"``.
 
 Any kind of line may be missing. A resumed run may write an iteration twice: the later line wins.
@@ -81,7 +82,8 @@ def load_metrics(path):
                 if name.startswith(VALIDATION_PREFIX):
                     metrics._add(metrics.validation, name, iteration, float(value))
                 elif "/" in name:
-                    metrics._add(metrics.evaluation, name, iteration, float(value))
+                    if value >= 0:  # COCO reports -1 where a metric is undefined (no objects of that size)
+                        metrics._add(metrics.evaluation, name, iteration, float(value))
                 else:
                     metrics._add(metrics.train, name, iteration, float(value))
     metrics._finish()

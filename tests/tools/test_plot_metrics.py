@@ -38,7 +38,7 @@ def full_metrics(path):
     for iteration in range(20, 201, 20):
         records.append(training_line(iteration, 2.0 / (1 + iteration / 50)))
         if iteration % 100 == 0:
-            records.append({"iteration": iteration, "shapes_val/bbox/AP": iteration / 400,
+            records.append({"iteration": iteration, "shapes_val/bbox/AP": iteration / 400, "shapes_val/bbox/APl": -1.0,
                             "shapes_val/bbox/AP50": iteration / 300, "shapes_val/segm/AP": iteration / 450})
             records.append({"iteration": iteration, "val/loss": 1.0 / (1 + iteration / 50)})
     # a resumed run writes iteration 200 again: the later line wins
