@@ -14,6 +14,7 @@ Each frame shows the frames per second; a summary (frames, mean fps) is printed 
 In a window, Esc or q quits.
 """
 import argparse
+import logging
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from maskrcnn.config import cfg  # noqa: E402
 from maskrcnn.engine.launch import load_config  # noqa: E402
 from maskrcnn.engine.visualization import IMAGE_EXTENSIONS  # noqa: E402
+from maskrcnn.utils.logger import setup_logger  # noqa: E402
 from maskrcnn.utils.visualization import draw_text  # noqa: E402
 from predictor import COCODemo  # noqa: E402
 
@@ -217,6 +219,8 @@ def main(argv=None):
         return 1
     if args.show_mask_heatmaps and not config.MODEL.MASK_ON:
         parser.error("--show-mask-heatmaps needs a model with masks (MODEL.MASK_ON True)")
+    setup_logger("maskrcnn", "", 0).setLevel(logging.INFO)  # which weights are loaded, device fallback
+    logging.getLogger("maskrcnn.utils.model_serialization").setLevel(logging.WARNING)  # not key by key
     show = not args.no_window and display_available()
     if not show and not args.output:
         print("webcam.py: no display and no --output: the annotated frames are not kept (only timed)",

@@ -2,6 +2,7 @@
 for; a folder of images in, a folder of annotated images out; clear errors for a camera that
 cannot be opened and an input that does not exist."""
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +21,11 @@ def webcam():
     spec = importlib.util.spec_from_file_location("demo_webcam", WEBCAM)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    yield module
+    # main() sends the "maskrcnn" log to the (captured) stdout of its test: detach that handler
+    logger = logging.getLogger("maskrcnn")
+    for handler in [h for h in logger.handlers if getattr(h, "_maskrcnn_setup", False)]:
+        logger.removeHandler(handler)
 
 
 @pytest.fixture(autouse=True)
