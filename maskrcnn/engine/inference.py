@@ -63,7 +63,9 @@ def compute_on_dataset(model, data_loader, device, bbox_aug=False, timer=None, p
     results = {}
     device = torch.device(device)
     total = len(data_loader) if hasattr(data_loader, "__len__") else None
-    with torch.inference_mode():
+    # no_grad rather than inference_mode: inference-mode tensors could never be changed in place
+    # afterwards (BoxList.clip_to_image clamps in place), and the predictions are handed on
+    with torch.no_grad():
         for images, _, indices in _progress_bar(data_loader, total, progress):
             if timer is not None:
                 timer.tic()
