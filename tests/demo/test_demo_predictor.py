@@ -38,6 +38,7 @@ def test_compute_prediction_is_in_image_coordinates(model_and_cfg):
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= 120).all()
     masks = prediction.get_field("mask")
     assert masks.dtype == torch.uint8 and tuple(masks.shape) == (len(prediction), 1, 120, 160)
+    assert not boxes.is_inference() and not masks.is_inference(), "callers may change them in place"
     assert set(masks.unique().tolist()) <= {0, 1}
     # the mask logits are positive everywhere in the RoI: each mask covers its box
     for box, mask in zip(boxes.round().long().tolist(), masks[:, 0]):
@@ -103,6 +104,8 @@ def test_keypoints_are_drawn_for_triangles(tmp_path):
         keypoints = top.get_field("keypoints")
         assert tuple(keypoints.keypoints.shape) == (len(top), 3, 3)
         assert (keypoints.get_field("logits") > 2).all()
+        assert not keypoints.keypoints.is_inference()
+        top.clip_to_image()  # in place: fine on ordinary tensors
         with_keypoints = demo.run_on_opencv_image(image)
         without = vis.draw_instances(image, top.copy_with_fields(["scores", "labels", "mask"]), demo.metadata)
         assert (with_keypoints != without).any() == expect_keypoints
