@@ -14,12 +14,10 @@ see maskrcnn/data/datasets/class_names.py; COCO's 80 classes when it is unknown)
 import os
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from maskrcnn.data.datasets.class_names import metadata_for_cfg  # noqa: E402
-from maskrcnn.engine.predictor import Predictor  # noqa: E402
+from maskrcnn.engine.predictor import Predictor, select_top_predictions  # noqa: E402
 from maskrcnn.utils import visualization as vis  # noqa: E402
 
 __all__ = ["COCODemo"]
@@ -41,6 +39,8 @@ class COCODemo(object):
                  min_image_size=224, model=None):
         if masks_per_dim < 1:
             raise ValueError("COCODemo: masks_per_dim must be >= 1, got %r" % (masks_per_dim,))
+        if show_mask_heatmaps and not cfg.MODEL.MASK_ON:
+            raise ValueError("COCODemo: show_mask_heatmaps needs a model with masks (MODEL.MASK_ON True)")
         self.cfg = cfg.clone()
         self.confidence_threshold = confidence_threshold
         self.show_mask_heatmaps = show_mask_heatmaps
@@ -69,11 +69,7 @@ class COCODemo(object):
 
     def select_top_predictions(self, predictions):
         """The detections scoring above confidence_threshold, best first."""
-        scores = predictions.get_field("scores")
-        keep = torch.nonzero(scores > self.confidence_threshold).squeeze(1)
-        predictions = predictions[keep]
-        order = predictions.get_field("scores").argsort(descending=True)
-        return predictions[order]
+        return select_top_predictions(predictions, self.confidence_threshold)
 
     def compute_colors_for_labels(self, labels):
         """BGR colour tuple of each label."""

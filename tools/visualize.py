@@ -72,7 +72,7 @@ def main(argv=None):
         if args.source == "gt":
             images, titles = V.render_ground_truth(dataset, indices, dataset_metadata(dataset_name))
         else:
-            images, titles = V.render_predictions(dataset, Predictor(config), indices, metadata_for_cfg(config),
+            images, titles = V.render_predictions(dataset, Predictor(config), indices, metadata_for_cfg(config, dataset_name),
                                                   args.confidence_threshold, with_ground_truth=args.with_gt)
     if not images:
         parser.exit(1, "visualize: no images (the dataset %s has fewer than %d)\n" % (dataset_name, args.start + 1))

@@ -14,10 +14,12 @@ from maskrcnn.config.conventions import box_convention
 from maskrcnn.data.transforms import transforms as T
 from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.modeling.roi_heads.mask_head.inference import Masker
+from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.image_list import to_image_list
+from maskrcnn.structures.keypoint import Keypoints
 from maskrcnn.utils.checkpoint import DetectronCheckpointer
 
-__all__ = ["Predictor", "prediction_in_image", "resolve_device", "make_masker"]
+__all__ = ["Predictor", "prediction_in_image", "select_top_predictions", "resolve_device", "make_masker"]
 
 logger = logging.getLogger("maskrcnn.predictor")
 
@@ -57,6 +59,36 @@ def prediction_in_image(prediction, width, height, masker=None):
         elif masks.shape[-2:] != (height, width) and masker is not None:
             prediction.add_field("mask", masker([masks], [prediction])[0])
     return prediction
+
+
+def _clone(value):
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, Keypoints):
+        copy = type(value)(value.keypoints.clone(), value.size, value.mode, legacy_plus_one=value.legacy_plus_one)
+        for name, field in value.extra_fields.items():
+            copy.add_field(name, _clone(field))
+        return copy
+    return value
+
+
+def _ordinary_tensors(prediction):
+    """A copy of a BoxList made under torch.inference_mode whose tensors are ordinary ones
+    (cloned outside it), so callers may change them in place (e.g. clip_to_image)."""
+    result = BoxList(_clone(prediction.bbox), prediction.size, prediction.mode, prediction.legacy_plus_one)
+    for name in prediction.fields():
+        result.add_field(name, _clone(prediction.get_field(name)))
+    return result
+
+
+def select_top_predictions(predictions, confidence_threshold):
+    """The detections of a BoxList scoring above ``confidence_threshold``, best first (all of
+    them, in order, when it has no field "scores", e.g. ground truth)."""
+    if not predictions.has_field("scores"):
+        return predictions
+    keep = torch.nonzero(predictions.get_field("scores") > confidence_threshold).squeeze(1)
+    predictions = predictions[keep]
+    return predictions[predictions.get_field("scores").argsort(descending=True)]
 
 
 class Predictor(object):
@@ -120,4 +152,5 @@ class Predictor(object):
         with torch.inference_mode():
             prediction = self.model(image_list)[0].to(torch.device("cpu"))
             height, width = original_image.shape[:2]
-            return prediction_in_image(prediction, width, height, self.masker)
+            prediction = prediction_in_image(prediction, width, height, self.masker)
+        return _ordinary_tensors(prediction)

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 
 from maskrcnn.config.paths_catalog import DatasetCatalog
-from maskrcnn.data.datasets.class_names import dataset_metadata, metadata_for_cfg
+from maskrcnn.data.datasets.class_names import metadata_for_cfg
 from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.keypoint import Keypoints, PersonKeypoints
 from maskrcnn.structures.segmentation_mask import SegmentationMask
 from maskrcnn.utils.visualization import draw_instances, make_grid
 
-from .predictor import Predictor, make_masker, prediction_in_image
+from .predictor import Predictor, make_masker, prediction_in_image, select_top_predictions
 
 __all__ = [
     "IMAGE_EXTENSIONS", "build_plain_dataset", "load_predictions", "render_ground_truth",
@@ -90,15 +90,6 @@ def render_ground_truth(dataset, indices, metadata):
     return images, titles
 
 
-def _select(prediction, confidence_threshold):
-    if not prediction.has_field("scores"):
-        return prediction
-    scores = prediction.get_field("scores")
-    keep = torch.nonzero(scores > confidence_threshold).squeeze(1)
-    prediction = prediction[keep]
-    return prediction[prediction.get_field("scores").argsort(descending=True)]
-
-
 def render_predictions(dataset, predictions, indices, metadata, confidence_threshold=0.5, masker=None,
                        with_ground_truth=False):
     """Images ``indices`` with their detections scoring above ``confidence_threshold`` drawn.
@@ -120,7 +111,7 @@ def render_predictions(dataset, predictions, indices, metadata, confidence_thres
         image = _enlarged(image)
         height, width = image.shape[:2]
         prediction = prediction_in_image(prediction, width, height, masker)
-        drawn = draw_instances(image, _select(prediction, confidence_threshold), metadata)
+        drawn = draw_instances(image, select_top_predictions(prediction, confidence_threshold), metadata)
         if with_ground_truth:
             separator = np.full((height, 4, 3), 255, dtype=np.uint8)
             drawn = np.concatenate([draw_instances(image, target, metadata), separator, drawn], axis=1)
@@ -175,6 +166,6 @@ def render_saved_predictions(cfg, predictions_path, dataset_name, indices, confi
     dataset = build_plain_dataset(cfg, dataset_name)
     predictions = load_predictions(predictions_path)
     indices = [i for i in indices if i < len(dataset)]
-    metadata = dataset_metadata(cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else dataset_name)
+    metadata = metadata_for_cfg(cfg, default_dataset=dataset_name)
     return render_predictions(dataset, predictions, indices, metadata, confidence_threshold, make_masker(cfg),
                               with_ground_truth)

@@ -4,7 +4,8 @@
 
 * training lines: ``lr``, ``loss`` (the total), one entry per loss term (``loss_classifier``, ...),
   ``time``, ``data_time``, ``eta_seconds``, ``max_mem_mb``;
-* evaluation lines: ``"<dataset>/<iou_type>/<metric>"`` entries, e.g. ``"shapes_val/bbox/AP"``;
+* evaluation lines: ``"<dataset>/<iou_type>/<metric>"`` entries, e.g. ``"shapes_val/bbox/AP"``
+  (COCO's -1, "undefined", is left out);
 * validation-loss lines: ``"val/<name>"`` entries, e.g. ``"val/loss"``.
 
 Any kind of line may be missing. A resumed run may write an iteration twice: the later line wins.
@@ -13,7 +14,7 @@ import json
 import math
 from collections import OrderedDict
 
-__all__ = ["MetricsFormatError", "Metrics", "read_metrics", "plot_metrics"]
+__all__ = ["MetricsFormatError", "Metrics", "load_metrics", "plot_metrics"]
 
 VALIDATION_PREFIX = "val/"
 # training entries that are not losses (plotted apart or not at all)
@@ -55,7 +56,7 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_metrics(path):
+def load_metrics(path):
     """Metrics of the file ``path``. Blank lines are skipped; non-finite or non-numeric entries
     are ignored. Raises MetricsFormatError (file and line number) on a line that is not a JSON
     object with an integer "iteration", FileNotFoundError when the file is missing."""
@@ -81,7 +82,8 @@ def read_metrics(path):
                 if name.startswith(VALIDATION_PREFIX):
                     metrics._add(metrics.validation, name, iteration, float(value))
                 elif "/" in name:
-                    metrics._add(metrics.evaluation, name, iteration, float(value))
+                    if value >= 0:  # COCO reports -1 where a metric is undefined (no objects of that size)
+                        metrics._add(metrics.evaluation, name, iteration, float(value))
                 else:
                     metrics._add(metrics.train, name, iteration, float(value))
     metrics._finish()
@@ -156,7 +158,7 @@ def plot_metrics(metrics_path, output_path, title=None):
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    metrics = read_metrics(metrics_path)
+    metrics = load_metrics(metrics_path)
     if metrics.is_empty():
         raise ValueError(f"{metrics_path}: no metrics to plot (the file has no numeric entries)")
     figure, axes = plt.subplots(1, 3, figsize=(18, 5), gridspec_kw={"width_ratios": [3, 3, 2]})

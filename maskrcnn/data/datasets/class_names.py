@@ -122,7 +122,8 @@ def dataset_metadata(dataset_name, catalog=DatasetCatalog):
     return coco_metadata()
 
 
-def metadata_for_cfg(cfg):
-    """DatasetMetadata of the first training dataset of ``cfg`` (DATASETS.TRAIN[0])."""
+def metadata_for_cfg(cfg, default_dataset=None):
+    """DatasetMetadata of the dataset the model of ``cfg`` was trained on (DATASETS.TRAIN[0]);
+    of ``default_dataset`` (else COCO's) when the config names no training dataset."""
     train = list(cfg.DATASETS.TRAIN)
-    return dataset_metadata(train[0] if train else None)
+    return dataset_metadata(train[0] if train else default_dataset)
