@@ -64,6 +64,9 @@ _C.DATASETS = CN()
 # configs/ name the data they use (the shapes configs use "shapes_train" / "shapes_val").
 _C.DATASETS.TRAIN = ()
 _C.DATASETS.TEST = ()
+# (maskrcnn) COCO labels: the categories numbered 1..C (True, maskrcnn-benchmark) or the JSON
+# category ids themselves (False: torchvision's COCO models predict ids 1..90, NUM_CLASSES 91)
+_C.DATASETS.CONTIGUOUS_CATEGORY_IDS = True
 
 # (maskrcnn) The embedded synthetic "shapes" dataset, generated deterministically on first use.
 _C.DATASETS.SHAPES = CN()
@@ -281,7 +284,7 @@ _C.SOLVER.BASE_LR = 0.001
 _C.SOLVER.BIAS_LR_FACTOR = 2             # biases train at BASE_LR * BIAS_LR_FACTOR
 _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.WEIGHT_DECAY = 0.0005
-_C.SOLVER.WEIGHT_DECAY_BIAS = 0          # weight decay of biases
+_C.SOLVER.WEIGHT_DECAY_BIAS = 0.0        # weight decay of biases
 _C.SOLVER.GAMMA = 0.1                    # LR multiplier at each of STEPS
 _C.SOLVER.STEPS = (30000,)
 # Warm-up: LR ramps from BASE_LR * WARMUP_FACTOR over WARMUP_ITERS ("linear" or "constant")
