@@ -340,12 +340,25 @@ def _torchvision_config_model(config_name, kwargs):
     return build_detection_model(cfg).eval()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name, config_name", [
+TORCHVISION_CONFIGS = [
     ("fasterrcnn_resnet50_fpn", "e2e_faster_rcnn_R_50_FPN_torchvision.yaml"),
     ("maskrcnn_resnet50_fpn", "e2e_mask_rcnn_R_50_FPN_torchvision.yaml"),
     ("keypointrcnn_resnet50_fpn", "e2e_keypoint_rcnn_R_50_FPN_torchvision.yaml"),
-])
+]
+
+
+@pytest.mark.parametrize("name, config_name", TORCHVISION_CONFIGS)
+def test_configs_hold_exactly_the_converted_torchvision_parameters(torchvision_keys, name, config_name):
+    with torch.device("meta"):
+        model = _torchvision_config_model(config_name, {})
+        converted = convert_torchvision_state_dict(
+            OrderedDict((k, torch.empty(s)) for k, s in torchvision_keys[name]))
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith("rpn.anchor_generator.")}
+    assert {k: tuple(v.shape) for k, v in converted.items()} == ours
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, config_name", TORCHVISION_CONFIGS)
 def test_configs_reproduce_torchvision_detections(torchvision_keys, name, config_name):
     """configs/torchvision/ + converted weights give torchvision 0.28's detections (fixture): the
     same boxes (1e-3 px), labels and scores, mask probabilities and keypoints."""
