@@ -17,3 +17,13 @@ def _seed_everything():
     """Every test starts from the same random state, so failures reproduce."""
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_box_convention():
+    """build_detection_model sets the process-wide box convention from the config (a
+    configs/torchvision/ model switches it to the modern one): put the default back after each test."""
+    yield
+    from maskrcnn.structures.box_convention import set_legacy_plus_one
+
+    set_legacy_plus_one(True)

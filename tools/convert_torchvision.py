@@ -4,8 +4,10 @@
 
 Handles fasterrcnn/maskrcnn/keypointrcnn/retinanet _resnet50_fpn (v1 heads). The output is a
 `{"model": state_dict}` checkpoint that `maskrcnn.utils.model_serialization.load_state_dict`
-loads. See `maskrcnn/utils/torchvision_conversion.py` for the config a converted model needs
-(RGB [0, 1] input, STRIDE_IN_1X1 False, BOX_CONVENTION_LEGACY False, NUM_CLASSES 91).
+loads; run it with the matching config of configs/torchvision/ (see
+`maskrcnn/utils/torchvision_conversion.py`), e.g.
+    python tools/test_net.py --config-file configs/torchvision/e2e_mask_rcnn_R_50_FPN_torchvision.yaml \
+        MODEL.WEIGHT ours.pth
 """
 import argparse
 import sys

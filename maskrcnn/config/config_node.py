@@ -7,6 +7,8 @@ Behaves like `yacs.config.CfgNode` (same merge/type-check/freeze/clone semantics
   (difflib over the flattened key list, plus keys with the same leaf name elsewhere in the tree);
 * type mismatches (a ``ValueError`` from yacs that already names the key) also say where the value
   came from;
+* an int merged into a float key becomes a float (``MODEL.RPN.MIN_SIZE: 0`` into the default 0.0;
+  yacs itself refuses int -> float);
 * merging into a frozen node raises ``AttributeError`` (yacs only guards attribute assignment);
 * keys can be restricted to a set of values with :meth:`register_value_choices`; merges that put
   another value there raise ``ValueError`` naming the key and the allowed values.
@@ -59,6 +61,8 @@ class CfgNode(_YacsCfgNode):
         self._check_not_frozen(source)
         unknown = [key for key in cfg_list[0::2] if not self._key_path_exists(str(key))]
         self._raise_unknown(unknown, source)
+        for i in range(0, len(cfg_list), 2):
+            cfg_list[i + 1] = self._widened(self._value_at(str(cfg_list[i])), cfg_list[i + 1])
         self._with_source(lambda: super(CfgNode, self).merge_from_list(cfg_list), source)
         self._check_choices(source)
 
@@ -69,8 +73,35 @@ class CfgNode(_YacsCfgNode):
         unknown = []
         self._collect_unknown(other, self, "", unknown)
         self._raise_unknown(unknown, source)
+        self._widen_ints(other, self)
         self._with_source(lambda: super(CfgNode, self).merge_from_other_cfg(other), source)
         self._check_choices(source)
+
+    @classmethod
+    def _widened(cls, current, value):
+        """`value` (a Python object or a string yacs would decode) as a float when it is an int
+        going into a float key; otherwise unchanged."""
+        if not isinstance(current, float):
+            return value
+        decoded = cls._decode_cfg_value(value) if isinstance(value, str) else value
+        return float(decoded) if type(decoded) is int else value
+
+    def _widen_ints(self, incoming, node):
+        for name, value in incoming.items():
+            if name not in node:
+                continue
+            if isinstance(value, dict) and isinstance(node[name], _YacsCfgNode):
+                self._widen_ints(value, node[name])
+            else:
+                incoming[name] = self._widened(node[name], value)
+
+    def _value_at(self, full_key):
+        node = self
+        for name in full_key.split("."):
+            if not isinstance(node, _YacsCfgNode) or name not in node:
+                return None  # a deprecated or renamed key: yacs handles it
+            node = node[name]
+        return node
 
     def _check_not_frozen(self, source):
         # yacs merges by item assignment, which its freeze does not guard; refuse here instead.

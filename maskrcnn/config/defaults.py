@@ -34,8 +34,7 @@ _C.MODEL.WEIGHT = ""
 #           coder, areas/IoU, NMS, anchors and clipping; RoIAlign runs with aligned=False.
 #   False = modern convention of torchvision/Detectron2: width = x2 - x1; RoIAlign runs with
 #           aligned=True ("ROIAlignV2", half-pixel offset).
-# There is no separate per-head POOLER_ALIGNED key: pooler alignment is derived from this switch,
-# so a config cannot mix the two conventions.
+# RoIAlign's alignment follows this switch unless MODEL.ROI_HEADS.POOLER_ALIGNED says otherwise.
 _C.MODEL.BOX_CONVENTION_LEGACY = True
 
 # ---------------------------------------------------------------------------- INPUT
@@ -65,6 +64,9 @@ _C.DATASETS = CN()
 # configs/ name the data they use (the shapes configs use "shapes_train" / "shapes_val").
 _C.DATASETS.TRAIN = ()
 _C.DATASETS.TEST = ()
+# (maskrcnn) COCO labels: the categories numbered 1..C (True, maskrcnn-benchmark) or the JSON
+# category ids themselves (False: torchvision's COCO models predict ids 1..90, NUM_CLASSES 91)
+_C.DATASETS.CONTIGUOUS_CATEGORY_IDS = True
 
 # (maskrcnn) The embedded synthetic "shapes" dataset, generated deterministically on first use.
 _C.DATASETS.SHAPES = CN()
@@ -115,6 +117,10 @@ _C.MODEL.RPN.ANCHOR_SIZES = (32, 64, 128, 256, 512)
 # Stride of the feature map(s) the RPN runs on (one per level with FPN)
 _C.MODEL.RPN.ANCHOR_STRIDE = (16,)
 _C.MODEL.RPN.ASPECT_RATIOS = (0.5, 1.0, 2.0)   # anchor height / width ratios
+# (maskrcnn) Shift the anchors of each level by (padded batch size // feature-map size) along each
+# axis instead of by ANCHOR_STRIDE (torchvision's rule). The two differ where the padded size is not
+# a multiple of the stride, e.g. P6 (stride 64) of an 800-pixel-high batch: 13 rows, 800 // 13 = 61.
+_C.MODEL.RPN.ANCHOR_STRIDE_FROM_IMAGE_SIZE = False
 # Anchors sticking out of the image by more than this many pixels are ignored in training;
 # -1 (or a huge value) keeps them all
 _C.MODEL.RPN.STRADDLE_THRESH = 0
@@ -129,8 +135,8 @@ _C.MODEL.RPN.PRE_NMS_TOP_N_TEST = 6000
 _C.MODEL.RPN.POST_NMS_TOP_N_TRAIN = 2000
 _C.MODEL.RPN.POST_NMS_TOP_N_TEST = 1000
 _C.MODEL.RPN.NMS_THRESH = 0.7
-# Proposals with a side below this (in input pixels) are dropped
-_C.MODEL.RPN.MIN_SIZE = 0
+# Proposals with a side below this (in input pixels) are dropped (torchvision: 1e-3)
+_C.MODEL.RPN.MIN_SIZE = 0.0
 # With FPN: proposals kept after merging all levels
 _C.MODEL.RPN.FPN_POST_NMS_TOP_N_TRAIN = 2000
 _C.MODEL.RPN.FPN_POST_NMS_TOP_N_TEST = 2000
@@ -154,6 +160,13 @@ _C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25    # at most this share of them fore
 _C.MODEL.ROI_HEADS.SCORE_THRESH = 0.05
 _C.MODEL.ROI_HEADS.NMS = 0.5
 _C.MODEL.ROI_HEADS.DETECTIONS_PER_IMG = 100
+# (maskrcnn) Inference only: detections with a side below this many pixels are dropped before the
+# NMS (torchvision: 1e-2); 0 keeps them all, as maskrcnn-benchmark
+_C.MODEL.ROI_HEADS.MIN_SIZE = 0.0
+# (maskrcnn) RoIAlign's `aligned` in every RoI head pooler: None follows MODEL.BOX_CONVENTION_LEGACY
+# (legacy: False, modern: True); True / False overrides it (torchvision's MultiScaleRoIAlign pools
+# the modern boxes with aligned=False)
+_C.MODEL.ROI_HEADS.POOLER_ALIGNED = None
 
 # --------------------------------------------------------------------- ROI_BOX_HEAD
 _C.MODEL.ROI_BOX_HEAD = CN()
@@ -271,7 +284,7 @@ _C.SOLVER.BASE_LR = 0.001
 _C.SOLVER.BIAS_LR_FACTOR = 2             # biases train at BASE_LR * BIAS_LR_FACTOR
 _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.WEIGHT_DECAY = 0.0005
-_C.SOLVER.WEIGHT_DECAY_BIAS = 0          # weight decay of biases
+_C.SOLVER.WEIGHT_DECAY_BIAS = 0.0        # weight decay of biases
 _C.SOLVER.GAMMA = 0.1                    # LR multiplier at each of STEPS
 _C.SOLVER.STEPS = (30000,)
 # Warm-up: LR ramps from BASE_LR * WARMUP_FACTOR over WARMUP_ITERS ("linear" or "constant")

@@ -33,6 +33,8 @@ def build_dataset(dataset_list, transforms, dataset_catalog, is_train=True, cfg=
             args["remove_images_without_annotations"] = is_train and not keep_empty
             if cfg is not None:
                 args["skip_unreadable_images"] = cfg.DATALOADER.SKIP_UNREADABLE_IMAGES
+        if data["factory"] == "COCODataset" and cfg is not None:
+            args["contiguous_category_ids"] = cfg.DATASETS.CONTIGUOUS_CATEGORY_IDS
         if data["factory"] == "PascalVOCDataset":
             args["use_difficult"] = not is_train
         if data["factory"] == "ShapesDataset" and cfg is not None:

@@ -24,16 +24,18 @@ def _xyxy_boxes(boxlist):
 class LevelMapper:
     """Assigns each box to a feature level by its scale (FPN paper, equation 1).
 
-    level = floor(canonical_level + log2(sqrt(area) / canonical_scale + eps)), clamped to
-    [k_min, k_max] and returned relative to k_min (0 = the finest level).
+    level = floor(canonical_level + log2(sqrt(area) / canonical_scale + eps)) (legacy convention,
+    maskrcnn-benchmark's) or floor(canonical_level + log2(sqrt(area) / canonical_scale) + eps)
+    (modern convention, torchvision's MultiScaleRoIAlign), clamped to [k_min, k_max] and returned
+    relative to k_min (0 = the finest level).
 
     Arguments:
         k_min, k_max (int): the finest and coarsest levels (e.g. 2 and 5 for P2-P5).
         canonical_scale (float), canonical_level (int): a box of side canonical_scale maps to
             canonical_level.
         eps (float): guards log2(0).
-        legacy_plus_one (bool): area uses the legacy "+1" widths, (x2 - x1 + 1) * (y2 - y1 + 1);
-            False uses (x2 - x1) * (y2 - y1).
+        legacy_plus_one (bool): area uses the legacy "+1" widths, (x2 - x1 + 1) * (y2 - y1 + 1),
+            and eps inside the log; False uses (x2 - x1) * (y2 - y1) and eps outside it.
     """
 
     def __init__(self, k_min, k_max, canonical_scale=224, canonical_level=4, eps=1e-6,
@@ -53,7 +55,10 @@ class LevelMapper:
         widths = boxes[:, 2] - boxes[:, 0] + plus
         heights = boxes[:, 3] - boxes[:, 1] + plus
         scales = torch.sqrt(widths * heights)
-        levels = torch.floor(self.lvl0 + torch.log2(scales / self.s0 + self.eps))
+        if self.legacy_plus_one:
+            levels = torch.floor(self.lvl0 + torch.log2(scales / self.s0 + self.eps))
+        else:
+            levels = torch.floor(self.lvl0 + torch.log2(scales / self.s0) + self.eps)
         levels = torch.clamp(levels, min=self.k_min, max=self.k_max)
         return levels.to(torch.int64) - self.k_min
 

@@ -12,10 +12,11 @@ What changes besides names:
 * RetinaNet's classifier has a logit for the background class 0 that ours has not (ours has
   MODEL.RETINANET.NUM_CLASSES - 1 per anchor): that column is dropped from `cls_logits`.
 
-A converted checkpoint reproduces torchvision only with a config that matches it: RGB input in
-[0, 1] (INPUT.TO_BGR255 False, PIXEL_MEAN [0.485, 0.456, 0.406], PIXEL_STD [0.229, 0.224, 0.225]),
-MODEL.RESNETS.STRIDE_IN_1X1 False, MODEL.BOX_CONVENTION_LEGACY False, and NUM_CLASSES 91
-(torchvision indexes COCO category ids directly).
+A converted checkpoint reproduces torchvision only with a config that matches it: the Faster,
+Mask and Keypoint R-CNN ones are configs/torchvision/*.yaml (RGB input in [0, 1] normalised with
+ImageNet's mean / std, STRIDE_IN_1X1 False, the modern box convention with RoIAlign aligned=False,
+torchvision's anchor strides and RPN / box-head thresholds, NUM_CLASSES 91 = COCO category ids);
+tests/tools/test_convert_torchvision.py checks their detections against torchvision's.
 """
 import re
 from collections import OrderedDict

@@ -38,6 +38,15 @@ def test_coco_targets(coco_factory, tmp_path):
     assert len(empty) == 0
 
 
+def test_json_category_ids_as_labels(coco_factory, tmp_path):
+    # torchvision's COCO models: labels are the JSON category ids (NUM_CLASSES 91)
+    ann_file, root, _ = coco_factory(tmp_path)
+    ds = COCODataset(ann_file, root, remove_images_without_annotations=False, contiguous_category_ids=False)
+    assert ds.json_category_id_to_contiguous_id == {3: 3, 7: 7}
+    assert ds.contiguous_category_id_to_json_id == {3: 3, 7: 7}
+    assert ds[0][1].get_field("labels").tolist() == [7, 3]
+
+
 def test_training_drops_images_without_annotations(coco_factory, tmp_path):
     ann_file, root, _ = coco_factory(tmp_path, with_keypoints=False)
     ds = COCODataset(ann_file, root, remove_images_without_annotations=True)

@@ -102,6 +102,22 @@ def test_grid_anchors_shift_cell_anchors_by_stride_location_major(legacy):
             assert torch.equal(grid[y, x], cell + shift)
 
 
+def test_stride_from_image_size_follows_torchvision_rule():
+    # P5 / P6 of an 800 x 1216 batch: 25 x 38 and 13 x 19 maps; torchvision shifts P6 by
+    # (800 // 13, 1216 // 19) = (61, 64), not 64 in both directions
+    sizes, ratios, strides = (256, 512), (1.0,), (32, 64)
+    fixed = AnchorGenerator(sizes, ratios, strides, legacy_plus_one=False)
+    derived = AnchorGenerator(sizes, ratios, strides, legacy_plus_one=False, stride_from_image_size=True)
+    image_list = _image_list([(790, 1200)], padded=(800, 1216))
+    features = [torch.zeros(1, 1, 25, 38), torch.zeros(1, 1, 13, 19)]
+    p5_fixed, p6_fixed = (b.bbox for b in fixed(image_list, features)[0])
+    p5, p6 = (b.bbox for b in derived(image_list, features)[0])
+    assert torch.equal(p5, p5_fixed)
+    last = p6.view(13, 19, 4)[12, 18] - derived.cell_anchors[1][0]
+    assert last.tolist() == [18 * 64.0, 12 * 61.0, 18 * 64.0, 12 * 61.0]
+    assert not torch.equal(p6, p6_fixed)
+
+
 def test_state_dict_names_and_device_moves():
     generator = AnchorGenerator((32, 64, 128), (0.5, 1.0, 2.0), (8, 16, 32))
     assert list(generator.state_dict().keys()) == ["cell_anchors.0", "cell_anchors.1", "cell_anchors.2"]

@@ -141,6 +141,16 @@ def test_pooler_alignment_follows_box_convention():
         assert all(p.aligned == (not legacy) for p in extractor.pooler.poolers)
 
 
+@pytest.mark.parametrize("aligned", [True, False])
+def test_pooler_aligned_key_overrides_the_convention(aligned):
+    # torchvision: modern boxes (areas without "+1" in the level mapper) with aligned=False
+    cfg = fpn_cfg("MODEL.BOX_CONVENTION_LEGACY", False, "MODEL.ROI_HEADS.POOLER_ALIGNED", aligned,
+                  "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FPN2MLPFeatureExtractor")
+    pooler = make_roi_box_feature_extractor(cfg, 8).pooler
+    assert all(p.aligned == aligned for p in pooler.poolers)
+    assert pooler.map_levels.legacy_plus_one is False
+
+
 # ---------------------------------------------------------------------------- predictors
 def test_fast_rcnn_predictor_pools_and_shapes():
     cfg = make_cfg("MODEL.ROI_BOX_HEAD.NUM_CLASSES", 5, "MODEL.ROI_BOX_HEAD.PREDICTOR", "FastRCNNPredictor")
@@ -401,6 +411,21 @@ def test_post_processor_clips_to_the_image_in_each_convention():
         post = PostProcessor(score_thresh=0.0, nms=0.5, box_coder=BoxCoder((10, 10, 5, 5), legacy_plus_one=legacy))
         result = post((torch.tensor([[0.0, 5.0]]), deltas), proposals)[0]
         assert result.bbox[0, 2].item() == limit and result.bbox[0, 3].item() == limit - 32
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_post_processor_min_size_drops_thin_boxes_before_nms(legacy):
+    # RoI 0 is 0.005 px wide (0.005 + 1 under the legacy convention); it would suppress nothing
+    # but is dropped by min_size 1e-2 only in the modern convention
+    proposals = [boxlist([[10.0, 10.0, 10.005, 30.0], [40.0, 10.0, 60.0, 30.0]], legacy_plus_one=legacy)]
+    logits = torch.tensor([[0.0, 3.0], [0.0, 2.0]])
+    coder = BoxCoder((10.0, 10.0, 5.0, 5.0), legacy_plus_one=legacy)
+    kept = PostProcessor(score_thresh=0.05, nms=0.5, box_coder=coder)((logits, torch.zeros(2, 8)), proposals)[0]
+    assert len(kept) == 2
+    post = PostProcessor(score_thresh=0.05, nms=0.5, box_coder=coder, min_size=1e-2)
+    result = post((logits, torch.zeros(2, 8)), proposals)[0]
+    assert len(result) == (2 if legacy else 1)
+    torch.testing.assert_close(result.bbox[-1], proposals[0].bbox[1])
 
 
 def test_post_processor_class_agnostic_uses_the_object_deltas():

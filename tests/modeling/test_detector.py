@@ -210,6 +210,9 @@ def test_rpn_only_model_returns_proposals():
     images, targets = images_and_targets()
     losses = model(images, targets)
     assert set(losses) == {"loss_objectness", "loss_rpn_box_reg"}
+    sum(losses.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"no gradient reached {missing}"
 
 
 def test_unknown_meta_architecture_lists_the_valid_ones():

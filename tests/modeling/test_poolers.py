@@ -39,6 +39,16 @@ def test_level_mapper_box_convention_switch():
     assert LevelMapper(2, 5, legacy_plus_one=False)([boxes]).tolist() == [1, 2]
 
 
+def test_level_mapper_eps_placement_follows_the_convention():
+    # side 112 * (1 - 1.4e-6): log2(side / 224) = -1 - 2.02e-6. torchvision adds eps (1e-6) to the
+    # log (level 2); maskrcnn-benchmark adds it to side / 224 inside the log (level 3).
+    side = 112 * (1 - 1.4e-6)
+    modern = torch.tensor([[0.0, 0.0, side, side]], dtype=torch.float64)
+    legacy = modern - torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    assert LevelMapper(2, 5, legacy_plus_one=False).levels_of_boxes(modern).tolist() == [0]
+    assert LevelMapper(2, 5, legacy_plus_one=True).levels_of_boxes(legacy).tolist() == [1]
+
+
 def test_level_mapper_canonical_arguments_and_several_images():
     mapper = LevelMapper(3, 6, canonical_scale=100, canonical_level=5)
     first = _boxlist([[0, 0, 99, 99]])                   # side 100 -> level 5 -> index 2

@@ -317,3 +317,77 @@ def test_retinanet_regression_rescaled_to_our_box_coder_weights():
     boxes_theirs = BoxCoder((1.0, 1.0, 1.0, 1.0), legacy_plus_one=False).decode(to_rows(theirs), anchors)
     boxes_ours = BoxCoder((10.0, 10.0, 5.0, 5.0), legacy_plus_one=False).decode(to_rows(ours), anchors)
     torch.testing.assert_close(boxes_ours, boxes_theirs, rtol=1e-5, atol=1e-4)
+
+
+# torchvision keyword arguments of the detection fixtures -> our config keys
+_KWARG_KEYS = {
+    "rpn_pre_nms_top_n_test": ("MODEL.RPN.PRE_NMS_TOP_N_TEST",),
+    "rpn_post_nms_top_n_test": ("MODEL.RPN.POST_NMS_TOP_N_TEST", "MODEL.RPN.FPN_POST_NMS_TOP_N_TEST"),
+    "box_detections_per_img": ("MODEL.ROI_HEADS.DETECTIONS_PER_IMG",),
+}
+
+
+def _torchvision_config_model(config_name, kwargs):
+    from maskrcnn.modeling.detector import build_detection_model
+
+    cfg = default_cfg.clone()
+    cfg.merge_from_file(os.path.join(ROOT, "configs", "torchvision", config_name))
+    opts = ["MODEL.DEVICE", "cpu"]
+    for kwarg, value in kwargs.items():
+        for key in _KWARG_KEYS[kwarg]:
+            opts += [key, value]
+    cfg.merge_from_list(opts)
+    return build_detection_model(cfg).eval()
+
+
+TORCHVISION_CONFIGS = [
+    ("fasterrcnn_resnet50_fpn", "e2e_faster_rcnn_R_50_FPN_torchvision.yaml"),
+    ("maskrcnn_resnet50_fpn", "e2e_mask_rcnn_R_50_FPN_torchvision.yaml"),
+    ("keypointrcnn_resnet50_fpn", "e2e_keypoint_rcnn_R_50_FPN_torchvision.yaml"),
+]
+
+
+@pytest.mark.parametrize("name, config_name", TORCHVISION_CONFIGS)
+def test_configs_hold_exactly_the_converted_torchvision_parameters(torchvision_keys, name, config_name):
+    with torch.device("meta"):
+        model = _torchvision_config_model(config_name, {})
+        converted = convert_torchvision_state_dict(
+            OrderedDict((k, torch.empty(s)) for k, s in torchvision_keys[name]))
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith("rpn.anchor_generator.")}
+    assert {k: tuple(v.shape) for k, v in converted.items()} == ours
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, config_name", TORCHVISION_CONFIGS)
+def test_configs_reproduce_torchvision_detections(torchvision_keys, name, config_name):
+    """configs/torchvision/ + converted weights give torchvision 0.28's detections (fixture): the
+    same boxes (1e-3 px), labels and scores, mask probabilities and keypoints."""
+    from maskrcnn.structures.image_list import to_image_list
+
+    tool = _load_fixture_tool()
+    with open(os.path.join(ROOT, "tests", "fixtures", f"torchvision_{name}_detections.json")) as f:
+        reference = json.load(f)
+    model = _torchvision_config_model(config_name, reference["kwargs"])
+    result = load_state_dict(model, convert_torchvision_state_dict(tool.detection_weights(torchvision_keys[name])))
+    assert result.unused == [] and result.dropped == []
+    assert all(k.startswith("rpn.anchor_generator.") for k in result.missing), result.missing
+    image = tool.detection_image()
+    assert list(image.shape) == reference["image_shape"]
+    with torch.no_grad():
+        detections = model(to_image_list(image, size_divisible=32))[0]
+
+    assert len(reference["boxes"]) > 0
+    assert detections.get_field("labels").tolist() == reference["labels"]
+    torch.testing.assert_close(detections.bbox, torch.tensor(reference["boxes"]), rtol=0, atol=1e-3)
+    torch.testing.assert_close(detections.get_field("scores"), torch.tensor(reference["scores"]), rtol=0, atol=1e-5)
+    if "masks" in reference:
+        masks = tool.mask_summary(detections.get_field("mask"))
+        for field in ("sum", "pooled"):
+            torch.testing.assert_close(torch.tensor(masks[field]), torch.tensor(reference["masks"][field]),
+                                       rtol=1e-4, atol=1e-5, msg=lambda m, field=field: f"mask {field}: {m}")
+    if "keypoints" in reference:
+        keypoints = detections.get_field("keypoints")
+        torch.testing.assert_close(keypoints.keypoints.reshape(-1, 3), torch.tensor(reference["keypoints"]),
+                                   rtol=0, atol=1e-3)
+        torch.testing.assert_close(keypoints.get_field("logits").reshape(-1),
+                                   torch.tensor(reference["keypoints_scores"]), rtol=1e-4, atol=1e-4)

@@ -66,9 +66,12 @@ class COCODataset(torch.utils.data.Dataset):
         min_keypoints_per_image: with keypoints, images need this many visible ones to be kept.
         skip_unreadable_images: substitute the next readable image for an unreadable one (and
             count it in the log) instead of raising.
+        contiguous_category_ids: labels are the categories numbered 1..C in id order
+            (maskrcnn-benchmark, the default); False keeps the JSON category ids as labels
+            (torchvision's 91-class COCO models: ids 1..90 with gaps).
 
     Items: (image, target, index), image BGR uint8 [H, W, 3] before transforms; target a
-    BoxList (xyxy) with fields "labels" (contiguous 1..C), "masks" (SegmentationMask, polygons
+    BoxList (xyxy) with fields "labels" (contiguous 1..C, or the JSON ids), "masks" (SegmentationMask, polygons
     or RLE bitmaps) when all annotations have segmentations, "keypoints" when present. Crowd
     annotations are excluded; zero-area / out-of-image boxes and empty polygons are dropped
     (counted in `self.dropped_annotations` and logged).
@@ -82,6 +85,7 @@ class COCODataset(torch.utils.data.Dataset):
         transforms=None,
         min_keypoints_per_image=MIN_KEYPOINTS_PER_IMAGE,
         skip_unreadable_images=False,
+        contiguous_category_ids=True,
     ):
         self.ann_file = ann_file
         self.root = root
@@ -101,7 +105,8 @@ class COCODataset(torch.utils.data.Dataset):
             self.ids = kept
         self.categories = {cat["id"]: cat["name"] for cat in self.coco.dataset["categories"]}
         self.json_category_id_to_contiguous_id = {
-            json_id: i + 1 for i, json_id in enumerate(sorted(self.coco.getCatIds()))
+            json_id: (i + 1 if contiguous_category_ids else json_id)
+            for i, json_id in enumerate(sorted(self.coco.getCatIds()))
         }
         self.contiguous_category_id_to_json_id = {
             v: k for k, v in self.json_category_id_to_contiguous_id.items()

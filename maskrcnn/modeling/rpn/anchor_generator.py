@@ -11,7 +11,9 @@ Two layouts, chosen by the box convention (``MODEL.BOX_CONVENTION_LEGACY``):
 
 In both the order of the A anchors of a location is ratio-major (all sizes of the first ratio,
 then the next ratio), which fixes the channel layout of the RPN head, and a location (x, y) of a
-map with stride s shifts the cell anchors by (x * s, y * s).
+map with stride s shifts the cell anchors by (x * s, y * s). The stride is the level's configured
+one, or, with ``stride_from_image_size`` (torchvision's rule), (padded height // map height,
+padded width // map width) of the batch.
 """
 import torch
 from torch import nn
@@ -66,6 +68,9 @@ class AnchorGenerator(nn.Module):
         straddle_thresh: anchors reaching more than this many pixels outside the image are
             marked invisible (field ``visibility``); a negative value keeps all of them visible.
         legacy_plus_one: True for the legacy anchors (see module doc), False for the modern ones.
+        stride_from_image_size: shift the anchors of a level by (padded image size // map size)
+            per axis, as torchvision, instead of by its anchor stride (the cell anchors are the
+            same: the modern ones do not depend on the stride).
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class AnchorGenerator(nn.Module):
         anchor_strides=(8, 16, 32),
         straddle_thresh=0,
         legacy_plus_one=True,
+        stride_from_image_size=False,
     ):
         super().__init__()
         sizes = tuple(sizes)
@@ -102,19 +108,23 @@ class AnchorGenerator(nn.Module):
         self.cell_anchors = BufferList(cell_anchors)
         self.straddle_thresh = straddle_thresh
         self.legacy_plus_one = bool(legacy_plus_one)
+        self.stride_from_image_size = bool(stride_from_image_size)
 
     def num_anchors_per_location(self):
         """list[int]: A, the anchors per location, for each level."""
         return [len(cell_anchors) for cell_anchors in self.cell_anchors]
 
-    def grid_anchors(self, grid_sizes):
+    def grid_anchors(self, grid_sizes, strides=None):
         """For each level with grid (H, W): Tensor[H * W * A, 4], location-major
-        (row by row, then the A cell anchors of a location)."""
+        (row by row, then the A cell anchors of a location). ``strides``: one (stride_y, stride_x)
+        per level (default: the anchor strides)."""
+        if strides is None:
+            strides = [(stride, stride) for stride in self.strides]
         anchors = []
-        for (grid_height, grid_width), stride, base_anchors in zip(grid_sizes, self.strides, self.cell_anchors):
+        for (grid_height, grid_width), (stride_y, stride_x), base_anchors in zip(grid_sizes, strides, self.cell_anchors):
             device = base_anchors.device
-            shifts_x = torch.arange(0, int(grid_width), dtype=torch.float32, device=device) * stride
-            shifts_y = torch.arange(0, int(grid_height), dtype=torch.float32, device=device) * stride
+            shifts_x = torch.arange(0, int(grid_width), dtype=torch.float32, device=device) * stride_x
+            shifts_y = torch.arange(0, int(grid_height), dtype=torch.float32, device=device) * stride_y
             shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
             shift_x = shift_x.reshape(-1)
             shift_y = shift_y.reshape(-1)
@@ -153,7 +163,11 @@ class AnchorGenerator(nn.Module):
                 f"AnchorGenerator: got {len(feature_maps)} feature maps for {len(self.strides)} anchor strides"
             )
         grid_sizes = [feature_map.shape[-2:] for feature_map in feature_maps]
-        anchors_over_all_feature_maps = self.grid_anchors(grid_sizes)
+        strides = None
+        if self.stride_from_image_size:
+            padded_height, padded_width = image_list.tensors.shape[-2:]
+            strides = [(padded_height // int(h), padded_width // int(w)) for h, w in grid_sizes]
+        anchors_over_all_feature_maps = self.grid_anchors(grid_sizes, strides)
         anchors = []
         for image_height, image_width in image_list.image_sizes:
             anchors_in_image = []
@@ -173,7 +187,7 @@ def _as_tuple(size):
 
 def make_anchor_generator(config):
     """The RPN's AnchorGenerator from MODEL.RPN.{ANCHOR_SIZES, ASPECT_RATIOS, ANCHOR_STRIDE,
-    STRADDLE_THRESH, USE_FPN} and the box convention."""
+    STRADDLE_THRESH, USE_FPN, ANCHOR_STRIDE_FROM_IMAGE_SIZE} and the box convention."""
     anchor_sizes = config.MODEL.RPN.ANCHOR_SIZES
     aspect_ratios = config.MODEL.RPN.ASPECT_RATIOS
     anchor_stride = config.MODEL.RPN.ANCHOR_STRIDE
@@ -193,6 +207,7 @@ def make_anchor_generator(config):
         anchor_stride,
         config.MODEL.RPN.STRADDLE_THRESH,
         legacy_plus_one=box_convention(config).legacy_plus_one,
+        stride_from_image_size=config.MODEL.RPN.ANCHOR_STRIDE_FROM_IMAGE_SIZE,
     )
 
 

@@ -40,12 +40,15 @@ class PostProcessor(nn.Module):
             (columns 4..7) serve every class.
         bbox_aug_enabled (bool): test-time augmentation: return, per image, every (RoI, class)
             box with its score, unfiltered (fields "scores"; the TTA merge filters later).
+        min_size (float): candidates whose clipped box has a side below it are dropped before
+            the NMS (torchvision: 1e-2); 0 keeps them all (maskrcnn-benchmark).
     The box convention (clipping, NMS) is the proposals' ``legacy_plus_one``.
     """
 
     def __init__(self, score_thresh=0.05, nms=0.5, detections_per_img=100, box_coder=None,
-                 cls_agnostic_bbox_reg=False, bbox_aug_enabled=False):
+                 cls_agnostic_bbox_reg=False, bbox_aug_enabled=False, min_size=0.0):
         super().__init__()
+        self.min_size = min_size
         self.score_thresh = score_thresh
         self.nms = nms
         self.detections_per_img = detections_per_img
@@ -108,6 +111,12 @@ class PostProcessor(nn.Module):
         cand_images = image_of_roi[roi_idx]
         cand_boxes = self.box_coder.decode(deltas, concat_boxes[roi_idx])
         cand_boxes = _clip_rows(cand_boxes, image_sizes[cand_images], offset)
+        if self.min_size > 0:
+            sides = cand_boxes[:, 2:] - cand_boxes[:, :2] + offset
+            large = torch.nonzero((sides >= self.min_size).all(dim=1)).squeeze(1)
+            cand_boxes, scores, class_idx, cand_images = (
+                t[large] for t in (cand_boxes, scores, class_idx, cand_images)
+            )
 
         if self.nms > 0 and scores.numel() > 0:
             from maskrcnn.layers import batched_nms
@@ -144,7 +153,7 @@ class PostProcessor(nn.Module):
 
 def make_roi_box_post_processor(cfg):
     """PostProcessor from MODEL.ROI_HEADS (SCORE_THRESH, NMS, DETECTIONS_PER_IMG,
-    BBOX_REG_WEIGHTS), MODEL.CLS_AGNOSTIC_BBOX_REG, TEST.BBOX_AUG.ENABLED and the box convention."""
+    BBOX_REG_WEIGHTS, MIN_SIZE), MODEL.CLS_AGNOSTIC_BBOX_REG, TEST.BBOX_AUG.ENABLED and the box convention."""
     heads = cfg.MODEL.ROI_HEADS
     box_coder = BoxCoder(weights=heads.BBOX_REG_WEIGHTS, legacy_plus_one=box_convention(cfg).legacy_plus_one)
     return PostProcessor(
@@ -154,4 +163,5 @@ def make_roi_box_post_processor(cfg):
         box_coder=box_coder,
         cls_agnostic_bbox_reg=cfg.MODEL.CLS_AGNOSTIC_BBOX_REG,
         bbox_aug_enabled=cfg.TEST.BBOX_AUG.ENABLED,
+        min_size=heads.MIN_SIZE,
     )
