@@ -14,6 +14,7 @@ centre, x1 + (j + 0.5) * (x2 - x1) / M.
   thresholded at 0.5: a RoIAlign with one sample per bin and half-pixel alignment. For an
   integer RoI no smaller than M this equals ``crop(box).resize((M, M))`` of the bitmap.
 """
+import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 from torch.nn import functional as F
@@ -93,24 +94,26 @@ def rasterize_polygons_in_boxes(instances, boxes, size):
     num = len(instances)
     if boxes.shape[0] != num:
         raise ValueError(f"rasterize_polygons_in_boxes: {num} instances for {boxes.shape[0]} boxes")
-    boxes = boxes.detach().cpu().double()
+    # numpy throughout: these arrays are small, and torch's thread pool costs more than the work
+    boxes = boxes.detach().cpu().double().numpy().reshape(-1, 4)
     if num and ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
         raise ValueError("rasterize_polygons_in_boxes: boxes must have x2 >= x1 and y2 >= y1")
-    polygons = [polygon for instance in instances for polygon in instance.polygons]
+    polygons = [polygon.numpy() for instance in instances for polygon in instance.polygons]
+    targets = np.zeros((num, size, size), dtype=np.uint8)
     if not polygons:
-        return torch.zeros((num, size, size), dtype=torch.uint8)
+        return torch.from_numpy(targets)
     origin = boxes[:, 0:2]
-    extent = torch.maximum(boxes[:, 2:4], origin + 1) - origin
-    ratio = float(size) / extent  # [N, 2] (x, y)
-    polygons_per_box = torch.tensor([len(instance.polygons) for instance in instances])
-    box_of_polygon = torch.repeat_interleave(torch.arange(num), polygons_per_box)
-    lengths = [polygon.numel() for polygon in polygons]
-    box_of_point = torch.repeat_interleave(box_of_polygon, torch.tensor(lengths) // 2)
-    points = (torch.cat(polygons).view(-1, 2) - origin[box_of_point]) * ratio[box_of_point]
-    rles = mask_utils.frPyObjects([p.numpy() for p in points.view(-1).split(lengths)], size, size)
-    raster = torch.from_numpy(mask_utils.decode(rles)).permute(2, 0, 1).reshape(len(polygons), -1)
-    union = torch.zeros((num, size * size), dtype=torch.int32).index_add_(0, box_of_polygon, raster.int())
-    return (union > 0).to(torch.uint8).view(num, size, size)
+    ratio = float(size) / (np.maximum(boxes[:, 2:4], origin + 1) - origin)  # [N, 2] (x, y), as crop + resize
+    polygons_per_box = np.array([len(instance.polygons) for instance in instances])
+    lengths = np.array([polygon.size for polygon in polygons])
+    box_of_point = np.repeat(np.repeat(np.arange(num), polygons_per_box), lengths // 2)
+    points = (np.concatenate(polygons).reshape(-1, 2) - origin[box_of_point]) * ratio[box_of_point]
+    rles = mask_utils.frPyObjects(np.split(points.reshape(-1), np.cumsum(lengths)[:-1]), size, size)
+    raster = mask_utils.decode(rles)  # [M, M, P], the polygons of each box consecutive
+    has_polygons = polygons_per_box > 0
+    first_polygon = (np.cumsum(polygons_per_box) - polygons_per_box)[has_polygons]
+    targets[has_polygons] = np.maximum.reduceat(raster, first_polygon, axis=2).transpose(2, 0, 1)
+    return torch.from_numpy(targets)
 
 
 def project_masks_on_boxes(segmentation_masks, proposals, discretization_size, mask_indices=None):
