@@ -123,3 +123,14 @@ def test_detector_eval_outputs_match_after_folding_and_cfg_switch():
     cfg.merge_from_list(["TEST.FOLD_BN", False])
     assert fold_batch_norms_from_cfg(cfg, model) is model
     assert default_cfg.TEST.FOLD_BN is True
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_predictor_folds_the_model_it_builds(tmp_path, fold):
+    from maskrcnn.engine.predictor import Predictor
+
+    cfg = make_cfg("R-18-FPN", "OUTPUT_DIR", str(tmp_path), "TEST.FOLD_BN", fold)
+    predictor = Predictor(cfg)
+    assert bool(_norms(predictor.model.backbone)) is not fold
+    given = build_detection_model(cfg)
+    assert Predictor(cfg, model=given).model is given  # a caller's model is used as it is
