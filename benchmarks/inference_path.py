@@ -5,7 +5,8 @@ cost or save, each measured before/after in one process, alternating (median of 
 
 Rows (random weights, one image of --size):
   * backbone R-50-FPN: as built / BN folded / BN folded + channels-last (model and input);
-  * Mask R-CNN R-50-FPN eval forward: as built under no_grad / BN folded under inference_mode;
+  * Mask R-CNN R-50-FPN eval forward (inference_mode, 100 detections): as built / BN folded /
+    BN folded + channels-last weights (maskrcnn.modeling.inference_setup.optimize_for_inference);
   * mask post-processing of --detections detections (81 classes, M = 28): MaskPostProcessor with
     the Masker (sigmoid of the predicted class, paste into the image).
 The full-model comparison with torchvision is benchmarks/model.py.
@@ -23,6 +24,7 @@ from maskrcnn.config import cfg as global_cfg  # noqa: E402
 from maskrcnn.modeling.backbone import build_backbone  # noqa: E402
 from maskrcnn.modeling.detector import build_detection_model  # noqa: E402
 from maskrcnn.modeling.fold_batch_norm import fold_batch_norms  # noqa: E402
+from maskrcnn.modeling.inference_setup import optimize_for_inference  # noqa: E402
 from maskrcnn.modeling.roi_heads.mask_head.inference import Masker, MaskPostProcessor  # noqa: E402
 from maskrcnn.structures.bounding_box import BoxList  # noqa: E402
 
@@ -47,19 +49,16 @@ def backbone_rows(cfg, image, repeats):
 
 def model_rows(cfg, image, repeats):
     model = build_detection_model(cfg).eval()
-    folded = fold_batch_norms(model)
+    folded = optimize_for_inference(model, channels_last=False)
+    folded_cl = optimize_for_inference(model)
 
-    def unfolded_no_grad():
-        with torch.no_grad():
-            return model([image[0]])
-
-    def folded_inference_mode():
+    def run(net):
         with torch.inference_mode():
-            return folded([image[0]])
+            return net([image[0]])
 
-    times = time_alternating({"no_grad": unfolded_no_grad, "folded, inference_mode": folded_inference_mode},
-                             repeats)
-    base = times["no_grad"]
+    times = time_alternating({"as built": lambda: run(model), "BN folded": lambda: run(folded),
+                              "BN folded + channels-last": lambda: run(folded_cl)}, repeats)
+    base = times["as built"]
     return [[f"Mask R-CNN R-50-FPN eval, {name}", format_ms(t), f"{t / base:.2f}"] for name, t in times.items()]
 
 
@@ -94,7 +93,8 @@ def main():
     cfg = global_cfg.clone()
     cfg.merge_from_file(CONFIG)
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHT", "", "INPUT.MIN_SIZE_TEST", min(size),
-                         "INPUT.MAX_SIZE_TEST", max(size)])
+                         "INPUT.MAX_SIZE_TEST", max(size),
+                         "MODEL.ROI_HEADS.SCORE_THRESH", 0.0])  # random weights: keep 100 detections
     torch.manual_seed(0)
     image = torch.randn(1, 3, *size)
     print(f"image {size[0]}x{size[1]}, {args.threads} threads, median of {args.repeats}")
