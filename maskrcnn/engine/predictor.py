@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from maskrcnn.config.conventions import box_convention
 from maskrcnn.data.transforms import transforms as T
 from maskrcnn.modeling.detector import build_detection_model
+from maskrcnn.modeling.inference_setup import optimize_for_inference_from_cfg
 from maskrcnn.modeling.roi_heads.mask_head.inference import Masker
 from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.image_list import to_image_list
@@ -121,6 +122,8 @@ class Predictor(object):
                 logger.warning("No MODEL.WEIGHT and no checkpoint in OUTPUT_DIR (%s): the model has random "
                                "weights", self.cfg.OUTPUT_DIR)
             checkpointer.load(self.cfg.MODEL.WEIGHT)
+            # our own inference-only model: BN folded, channels-last (TEST.FOLD_BN, TEST.CHANNELS_LAST)
+            model = optimize_for_inference_from_cfg(self.cfg, model, inplace=True)
         else:
             model.to(self.device)
         self.model = model.eval()

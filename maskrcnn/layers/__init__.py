@@ -9,3 +9,4 @@ from .dcn.deform_conv_module import DeformConv, ModulatedDeformConv, ModulatedDe
 from .dcn.dfconv import DFConv2d
 from .roi_align import ROIAlign, roi_align
 from .roi_pool import ROIPool, roi_pool
+from .paste_masks import paste_masks

@@ -21,7 +21,9 @@ statistics and is left alone). GroupNorm is never folded.
 The folded model has different parameters and state-dict keys (no ``bn*`` buffers), so fold only
 in inference-only contexts: ``fold_batch_norms`` works on a deep copy unless ``inplace=True``, and
 checkpoints should be saved from, and loaded into, the unfolded model. ``TEST.FOLD_BN`` (default
-True) is the config switch that inference entry points read through ``fold_batch_norms_from_cfg``.
+True) is the config switch that inference entry points read through ``fold_batch_norms_from_cfg``
+(or ``maskrcnn.modeling.inference_setup.optimize_for_inference_from_cfg``, which also applies
+channels-last).
 """
 import copy
 

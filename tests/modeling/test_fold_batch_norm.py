@@ -8,8 +8,11 @@ from maskrcnn.layers import Conv2d, FrozenBatchNorm2d
 from maskrcnn.modeling.backbone import build_backbone
 from maskrcnn.modeling.backbone import fbnet_builder as fb
 from maskrcnn.modeling.fold_batch_norm import fold_batch_norms, fold_batch_norms_from_cfg, fold_conv_bn
-from tests.modeling.test_detector import make_cfg
+from maskrcnn.modeling.inference_setup import optimize_for_inference, optimize_for_inference_from_cfg
 from maskrcnn.modeling.detector import build_detection_model
+from tests.modeling.test_detector import make_cfg
+from tests.modeling.test_mask_keypoint_rcnn import MASK_FPN, R18_FPN
+from tests.modeling.test_mask_keypoint_rcnn import make_cfg as mask_rcnn_cfg
 
 
 def _randomize_norms(model, seed=0):
@@ -123,3 +126,36 @@ def test_detector_eval_outputs_match_after_folding_and_cfg_switch():
     cfg.merge_from_list(["TEST.FOLD_BN", False])
     assert fold_batch_norms_from_cfg(cfg, model) is model
     assert default_cfg.TEST.FOLD_BN is True
+
+
+def test_channels_last_inference_model_matches_and_leaves_the_original_alone():
+    cfg = mask_rcnn_cfg(*(R18_FPN + MASK_FPN + ["MODEL.ROI_HEADS.SCORE_THRESH", 0.0]))
+    torch.manual_seed(0)
+    model = _randomize_norms(build_detection_model(cfg)).eval()
+    image = torch.randn(3, 64, 96)
+    with torch.no_grad():
+        expected = model([image])[0]
+        optimized = optimize_for_inference_from_cfg(cfg, model)
+        actual = optimized([image])[0]
+    stem = optimized.backbone.body.stem.conv1.weight
+    assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
+    assert model.backbone.body.stem.conv1.weight.is_contiguous() and _norms(model.backbone)
+    assert not _norms(optimized.backbone) and not optimized.training
+    assert len(actual) == len(expected) > 0
+    torch.testing.assert_close(actual.bbox, expected.bbox, rtol=1e-3, atol=1e-3)
+    assert torch.equal(actual.get_field("labels"), expected.get_field("labels"))
+    torch.testing.assert_close(actual.get_field("mask"), expected.get_field("mask"), rtol=0, atol=1e-4)
+    plain = optimize_for_inference(model, fold_bn=False, channels_last=False)
+    assert plain is not model and _norms(plain.backbone) and plain.backbone.body.stem.conv1.weight.is_contiguous()
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_predictor_folds_the_model_it_builds(tmp_path, fold):
+    from maskrcnn.engine.predictor import Predictor
+
+    cfg = make_cfg("R-18-FPN", "OUTPUT_DIR", str(tmp_path), "TEST.FOLD_BN", fold)
+    predictor = Predictor(cfg)
+    assert bool(_norms(predictor.model.backbone)) is not fold
+    assert predictor.model.backbone.body.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    given = build_detection_model(cfg)
+    assert Predictor(cfg, model=given).model is given  # a caller's model is used as it is

@@ -1,4 +1,6 @@
 """Mask head: extractors / predictors, mask targets, loss, post-processing, pasting, the head."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from maskrcnn.modeling.roi_heads.box_head.roi_box_feature_extractors import (
 )
 from maskrcnn.modeling.roi_heads.mask_head.inference import Masker, MaskPostProcessor
 from maskrcnn.modeling.roi_heads.mask_head.loss import (
+    rasterize_polygons_in_boxes,
     MaskRCNNLossComputation,
     project_masks_on_boxes,
 )
@@ -164,6 +167,35 @@ def test_polygon_and_bitmap_targets_agree_within_a_pixel():
     assert (differ & ~boundary).sum() == 0
 
 
+def test_polygon_targets_of_all_rois_at_once_equal_crop_and_resize_per_roi():
+    gen = torch.Generator().manual_seed(7)
+    instances = []
+    for num_polygons in (1, 2, 0, 3):  # the third object has no polygon left
+        polygons = []
+        for _ in range(num_polygons):
+            points = torch.rand(int(torch.randint(3, 9, (1,), generator=gen)), 2, generator=gen)
+            polygons.append((points * torch.tensor([IMAGE_W, IMAGE_H])).reshape(-1).tolist())
+        instances.append(polygons)
+    masks = SegmentationMask(instances, (IMAGE_W, IMAGE_H), mode="poly")
+    x1y1 = torch.rand(40, 2, generator=gen) * torch.tensor([IMAGE_W, IMAGE_H]) - 5
+    boxes = torch.cat([x1y1, x1y1 + torch.rand(40, 2, generator=gen) * 40], 1)
+    boxes[0, 2:] = boxes[0, :2] + 0.25  # thinner than a pixel: crop widens it to 1
+    index = torch.randint(len(instances), (40,), generator=gen)
+    expected = torch.stack([
+        masks[int(i)].crop(box).resize((14, 14)).get_mask_tensor().reshape(14, 14) for i, box in zip(index, boxes)
+    ])
+    polygon_instances = [masks.instances.polygons[int(i)] for i in index]
+    got = rasterize_polygons_in_boxes(polygon_instances, boxes, 14)
+    assert got.dtype == torch.uint8 and got.shape == (40, 14, 14) and got.sum() > 0
+    assert torch.equal(got, expected)
+    assert torch.equal(project_masks_on_boxes(masks, boxlist(boxes.tolist()), 14, mask_indices=index), got.float())
+    assert rasterize_polygons_in_boxes([], torch.zeros(0, 4), 14).shape == (0, 14, 14)
+    with pytest.raises(ValueError, match="rasterize_polygons_in_boxes: 1 instances for 2 boxes"):
+        rasterize_polygons_in_boxes(polygon_instances[:1], boxes[:2], 14)
+    with pytest.raises(ValueError, match="x2 >= x1"):
+        rasterize_polygons_in_boxes(polygon_instances[:1], torch.tensor([[5.0, 5.0, 4.0, 9.0]]), 14)
+
+
 @pytest.mark.parametrize("mode", ["poly", "mask"])
 def test_mask_indices_equal_indexing_the_masks(mode):
     polygons = [rectangle_polygon(8, 10, 20, 30), [[30, 5, 60, 5, 45, 25]]]
@@ -245,14 +277,16 @@ def test_mask_loss_is_a_graph_connected_zero_without_positives(case):
 
 def reference_paste(mask, box, height, width, threshold, padding, legacy):
     """One mask at a time, following the published algorithms: maskrcnn-benchmark's
-    paste_mask_in_image (legacy) and Detectron2's grid_sample paste (modern)."""
-    mask = F.pad(mask.float(), (padding,) * 4)
+    paste_mask_in_image (legacy) and Detectron2's grid_sample paste (modern, pixels floor(x1) ..
+    ceil(x2) - 1 of the enlarged box only). Computes in the mask's floating dtype; threshold None
+    returns the pasted values themselves."""
+    mask = F.pad(mask if mask.is_floating_point() else mask.float(), (padding,) * 4)
     size = mask.shape[-1] - 2 * padding
     scale = (size + 2 * padding) / size
     x1, y1, x2, y2 = box.tolist()
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     hw, hh = (x2 - x1) / 2 * scale, (y2 - y1) / 2 * scale
-    out = torch.zeros(height, width)
+    out = torch.zeros(height, width, dtype=mask.dtype)
     if legacy:
         x1, y1, x2, y2 = (int(v) for v in (cx - hw, cy - hh, cx + hw, cy + hh))
         w, h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
@@ -262,10 +296,16 @@ def reference_paste(mask, box, height, width, threshold, padding, legacy):
             out[ya:yb, xa:xb] = resized[ya - y1:yb - y1, xa - x1:xb - x1]
     else:
         x1, y1, x2, y2 = cx - hw, cy - hh, cx + hw, cy + hh
-        xs = (torch.arange(width) + 0.5 - x1) / (x2 - x1) * 2 - 1
-        ys = (torch.arange(height) + 0.5 - y1) / (y2 - y1) * 2 - 1
+        xs = (torch.arange(width, dtype=mask.dtype) + 0.5 - x1) / (x2 - x1) * 2 - 1
+        ys = (torch.arange(height, dtype=mask.dtype) + 0.5 - y1) / (y2 - y1) * 2 - 1
         grid = torch.stack([xs[None, :].expand(height, width), ys[:, None].expand(height, width)], 2)
         out = F.grid_sample(mask[None, None], grid[None], align_corners=False)[0, 0]
+        xa, ya = max(math.floor(x1), 0), max(math.floor(y1), 0)
+        window = torch.zeros_like(out, dtype=torch.bool)
+        window[ya:max(math.ceil(y2), ya), xa:max(math.ceil(x2), xa)] = True
+        out = torch.where(window, out, torch.zeros_like(out))
+    if threshold is None:
+        return out
     if threshold >= 0:
         return (out > threshold).to(torch.uint8)
     return (out * 255).to(torch.uint8)
@@ -306,10 +346,9 @@ def test_masker_legacy_pastes_a_full_mask_into_its_box_up_to_truncation():
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (10, 29, 19, 35)
 
 
-@pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("legacy", [True, False])
 @pytest.mark.parametrize("threshold", [0.5, 0.3, -1])
-def test_masker_matches_a_per_box_reference(legacy, threshold, batched):
+def test_masker_matches_a_per_box_reference(legacy, threshold):
     torch.manual_seed(3)
     num = 12
     masks = torch.rand(num, 1, 10, 10)
@@ -318,7 +357,7 @@ def test_masker_matches_a_per_box_reference(legacy, threshold, batched):
     boxes = torch.cat([x1y1, x1y1 + wh], dim=1)
     boxes[0] = torch.tensor([80.0, 60.0, 90.0, 70.0])  # entirely outside
     masker = Masker(threshold, padding=1, legacy_plus_one=legacy)
-    pasted = masker.paste(masks, boxes, (IMAGE_W, IMAGE_H), batched=batched)
+    pasted = masker.paste(masks, boxes, (IMAGE_W, IMAGE_H))
     expected = torch.stack([
         reference_paste(m[0], b, IMAGE_H, IMAGE_W, threshold, 1, legacy) for m, b in zip(masks, boxes)
     ])
@@ -328,24 +367,6 @@ def test_masker_matches_a_per_box_reference(legacy, threshold, batched):
         assert (pasted[:, 0] != expected).sum() <= 3
     else:
         assert (pasted[:, 0].int() - expected.int()).abs().max() <= 1
-
-
-@pytest.mark.parametrize("chunk_pixels", [1, 600, 1 << 22])
-def test_masker_batched_groups_give_the_one_by_one_result(monkeypatch, chunk_pixels):
-    from maskrcnn.modeling.roi_heads.mask_head import inference
-
-    torch.manual_seed(4)
-    masks = torch.rand(9, 1, 8, 8)
-    boxes = torch.tensor([[1.0, 2.0, 30.0, 40.0]]).repeat(9, 1) * torch.rand(9, 1) + torch.arange(9.0)[:, None] * 3
-    boxes[4] = torch.tensor([70.0, 50.0, 80.0, 60.0])  # outside the image: an empty window
-    masker = Masker(0.5)
-    one_by_one = masker.paste(masks, boxes, (IMAGE_W, IMAGE_H), batched=False)
-    assert one_by_one.sum() > 0 and one_by_one[4].sum() == 0
-    monkeypatch.setattr(inference, "_PASTE_CHUNK_PIXELS", chunk_pixels)
-    batched = masker.paste(masks, boxes, (IMAGE_W, IMAGE_H), batched=True)
-    # the paths round differently (F.interpolate vs separable weights): equal but for values
-    # within rounding of the threshold
-    assert (batched != one_by_one).sum() <= 2
 
 
 def test_masker_empty_and_boxlists():

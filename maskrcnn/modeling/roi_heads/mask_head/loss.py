@@ -6,24 +6,28 @@ Detectron, the RoI (x1, y1, x2, y2) is treated as the continuous window [x1, x2]
 (width x2 - x1) in either box convention, and output cell (i, j) stands for the point at its
 centre, x1 + (j + 0.5) * (x2 - x1) / M.
 
-* Polygons are moved into the RoI's frame, scaled to M x M and rasterised per RoI (pycocotools),
-  exactly as ``SegmentationMask.crop(box).resize((M, M))``.
+* Polygons are moved into the RoI's frame and scaled to M x M for all RoIs at once, then
+  rasterised by pycocotools in one call (the union of each RoI's polygons): exactly
+  ``SegmentationMask.crop(box).resize((M, M))``, without building per-RoI polygon objects.
 * Binary masks are sampled bilinearly at the cell centres for all RoIs at once (pixel p of a mask
   covers [p, p + 1), so its centre p + 0.5 holds its value; outside the image is 0) and
   thresholded at 0.5: a RoIAlign with one sample per bin and half-pixel alignment. For an
   integer RoI no smaller than M this equals ``crop(box).resize((M, M))`` of the bitmap.
 """
+import numpy as np
 import torch
+from pycocotools import mask as mask_utils
 from torch.nn import functional as F
 
 from maskrcnn.modeling.matcher import Matcher
 from maskrcnn.modeling.utils import cat
 from maskrcnn.structures.boxlist_ops import boxlist_iou
-from maskrcnn.structures.segmentation_mask import SegmentationMask
+from maskrcnn.structures.segmentation_mask import PolygonList, SegmentationMask
 
 __all__ = [
     "project_masks_on_boxes",
     "sample_bitmaps_in_boxes",
+    "rasterize_polygons_in_boxes",
     "MaskRCNNLossComputation",
     "make_roi_mask_loss_evaluator",
 ]
@@ -76,6 +80,42 @@ def sample_bitmaps_in_boxes(masks, boxes, size, mask_indices=None):
     return sampled
 
 
+def rasterize_polygons_in_boxes(instances, boxes, size):
+    """Polygon instance i cropped to box i and rasterised at size x size, all boxes at once.
+
+    Arguments:
+        instances: list of N PolygonInstance (one per box).
+        boxes: Tensor[N, 4] (x1, y1, x2, y2); as in ``crop``, x2 < x1 + 1 counts as x1 + 1.
+        size: M.
+    Returns:
+        Tensor[N, M, M] uint8 (CPU): the union of each instance's polygons, mapped by
+        (x - x1) * M / (x2 - x1); equal to ``instance.crop(box).resize((M, M))`` rasterised.
+    """
+    num = len(instances)
+    if boxes.shape[0] != num:
+        raise ValueError(f"rasterize_polygons_in_boxes: {num} instances for {boxes.shape[0]} boxes")
+    # numpy throughout: these arrays are small, and torch's thread pool costs more than the work
+    boxes = boxes.detach().cpu().double().numpy().reshape(-1, 4)
+    if num and ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
+        raise ValueError("rasterize_polygons_in_boxes: boxes must have x2 >= x1 and y2 >= y1")
+    polygons = [polygon.numpy() for instance in instances for polygon in instance.polygons]
+    targets = np.zeros((num, size, size), dtype=np.uint8)
+    if not polygons:
+        return torch.from_numpy(targets)
+    origin = boxes[:, 0:2]
+    ratio = float(size) / (np.maximum(boxes[:, 2:4], origin + 1) - origin)  # [N, 2] (x, y), as crop + resize
+    polygons_per_box = np.array([len(instance.polygons) for instance in instances])
+    lengths = np.array([polygon.size for polygon in polygons])
+    box_of_point = np.repeat(np.repeat(np.arange(num), polygons_per_box), lengths // 2)
+    points = (np.concatenate(polygons).reshape(-1, 2) - origin[box_of_point]) * ratio[box_of_point]
+    rles = mask_utils.frPyObjects(np.split(points.reshape(-1), np.cumsum(lengths)[:-1]), size, size)
+    raster = mask_utils.decode(rles)  # [M, M, P], the polygons of each box consecutive
+    has_polygons = polygons_per_box > 0
+    first_polygon = (np.cumsum(polygons_per_box) - polygons_per_box)[has_polygons]
+    targets[has_polygons] = np.maximum.reduceat(raster, first_polygon, axis=2).transpose(2, 0, 1)
+    return torch.from_numpy(targets)
+
+
 def project_masks_on_boxes(segmentation_masks, proposals, discretization_size, mask_indices=None):
     """Mask targets of the RoIs: each ground-truth mask cropped to its RoI at M x M.
 
@@ -110,6 +150,13 @@ def project_masks_on_boxes(segmentation_masks, proposals, discretization_size, m
     if isinstance(segmentation_masks, SegmentationMask) and segmentation_masks.mode == "mask":
         bitmaps = segmentation_masks.instances.masks.to(device)
         return (sample_bitmaps_in_boxes(bitmaps, boxes, size, mask_indices) >= 0.5).to(torch.float32)
+    polygons = segmentation_masks.instances if isinstance(segmentation_masks, SegmentationMask) else segmentation_masks
+    if isinstance(polygons, PolygonList):
+        instances = polygons.polygons
+        if mask_indices is not None:
+            instances = [instances[i] for i in mask_indices.tolist()]
+        targets = rasterize_polygons_in_boxes(instances, boxes, size)
+        return targets.to(device=device, dtype=torch.float32)
     instances = list(segmentation_masks)
     if mask_indices is not None:
         instances = [instances[i] for i in mask_indices.tolist()]
