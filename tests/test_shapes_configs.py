@@ -49,7 +49,7 @@ def test_one_training_step(path, tmp_path, monkeypatch):
 
     monkeypatch.setenv("MASKRCNN_DATA_DIR", str(tmp_path))
     cfg = load(path, "DATASETS.SHAPES.NUM_TRAIN_IMAGES", 4, "SOLVER.IMS_PER_BATCH", 2,
-               "SOLVER.MAX_ITER", 1, "DATALOADER.NUM_WORKERS", 0)
+               "SOLVER.MAX_ITER", 2, "SOLVER.WARMUP_ITERS", 1, "DATALOADER.NUM_WORKERS", 0)
     torch.manual_seed(0)
     model = build_detection_model(cfg).train()
     optimizer = make_optimizer(cfg, model)
