@@ -172,6 +172,7 @@ def main(argv=None):
     os.makedirs(output_dir, exist_ok=True)
     if args.output_dir is None:
         point_latest_link(output_dir)
+    print("train_shapes: %s on %s, writing %s" % (os.path.relpath(config_file, ROOT), device, output_dir), flush=True)
     timings = {}
     timings["train + evaluation"] = run_step("train", [
         python, os.path.join(tools, "train_net.py"), "--config-file", config_file,
