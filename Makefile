@@ -8,11 +8,13 @@ PIP := $(VENV)/bin/pip
 TEST_WORKERS ?= 2
 CSRC := $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: all venv build test bench bench-env clean help
+.PHONY: all venv build test train bench bench-env clean help
 
 help:
 	@echo "make test       set up .venv, build the ops, run the test suite"
 	@echo "make build      (re)build maskrcnn._C after a change under csrc/"
+	@echo "make train      set up, train Mask R-CNN R-18-FPN on the generated shapes data (GPU if any, else CPU),"
+	@echo "                evaluate, plot; each run writes a new output/shapes/<config>-<time>/ (output/shapes/latest)"
 	@echo "make bench      op benchmarks (benchmarks/ops.py); beside torchvision once 'make bench-env' ran"
 	@echo "make bench-env  create .venv-peer: torch 2.13.0 + torchvision 0.28.0 + maskrcnn, for side-by-side tables"
 
@@ -31,6 +33,11 @@ $(VENV)/.stamp-build: $(VENV)/.stamp-requirements setup.py pyproject.toml $(CSRC
 
 test: build
 	$(PY) -m pytest -n $(TEST_WORKERS) tests
+
+# Train + evaluate + plots through tools/train_shapes.py; TRAIN_ARGS adds options or KEY VALUE
+# overrides, e.g. make train TRAIN_ARGS="SOLVER.MAX_ITER 200".
+train: build
+	$(PY) tools/train_shapes.py $(TRAIN_ARGS)
 
 bench: build
 	$(PY) benchmarks/ops.py
