@@ -14,12 +14,19 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PEER_PYTHON=${PEER_PYTHON:-$ROOT/.venv-peer/bin/python}
 PEER_BUILD=${PEER_BUILD:-/tmp/maskrcnn-peer-build}
 mkdir -p "$PEER_BUILD"
-# a fresh copy of the sources; the build folder and the built .so stay
-for folder in maskrcnn csrc; do
-    [ -d "$PEER_BUILD/$folder" ] && find "$PEER_BUILD/$folder" -type f ! -name '*.so' -delete
-done
-tar -C "$ROOT" --exclude='*.so' --exclude=__pycache__ -cf - maskrcnn csrc setup.py pyproject.toml \
-    | tar -C "$PEER_BUILD" -xf -
-(cd "$PEER_BUILD" && MAX_JOBS=${MAX_JOBS:-2} "$PEER_PYTHON" setup.py -q build_ext --inplace >/dev/null)
+(
+    flock 9  # one copy-and-build at a time when several benchmarks start together
+    # a fresh copy of the sources; the build folder and the built .so stay
+    for folder in maskrcnn csrc; do
+        if [ -d "$PEER_BUILD/$folder" ]; then find "$PEER_BUILD/$folder" -type f ! -name '*.so' -delete; fi
+    done
+    tar -C "$ROOT" --exclude='*.so' --exclude=__pycache__ -cf - maskrcnn csrc setup.py pyproject.toml \
+        | tar -C "$PEER_BUILD" -xf -
+    # build only when maskrcnn/_ext.py's own check (csrc digest, torch version) refuses the .so
+    if ! (cd /tmp && PYTHONPATH="$PEER_BUILD" "$PEER_PYTHON" -c \
+            "from maskrcnn._ext import load_ops; load_ops()" 2>/dev/null); then
+        (cd "$PEER_BUILD" && MAX_JOBS=${MAX_JOBS:-2} "$PEER_PYTHON" setup.py -q build_ext --inplace >/dev/null)
+    fi
+) 9>"$PEER_BUILD/.lock"
 cd "$ROOT"
 PYTHONPATH="$PEER_BUILD" exec "$PEER_PYTHON" "$@"
