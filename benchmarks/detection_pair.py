@@ -187,7 +187,10 @@ def build_pair(cfg, image_size, device, with_peer, seed=0):
         try:
             state = convert_torchvision_state_dict(peer.state_dict(), bn_eps=1e-5 if frozen else 0.0)
             missing, unexpected = ours.load_state_dict(state, strict=False)
-            missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+            # buffers computed at construction (anchors) have no torchvision counterpart
+            anchors = {f"{name}.{buffer}" for name, module in ours.named_modules()
+                       if "Anchor" in type(module).__name__ for buffer, _ in module.named_buffers()}
+            missing = [k for k in missing if k not in anchors and not k.endswith("num_batches_tracked")]
             if missing or unexpected:
                 raise KeyError(f"missing {missing[:3]}..., unexpected {unexpected[:3]}...")
             note = "same weights (torchvision's random init, converted)"
