@@ -6,6 +6,7 @@ are run alternately in the same process, so that both see the same machine state
 import ctypes
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -146,6 +147,11 @@ def format_mib(num_bytes):
 
 def format_ms(seconds):
     return "-" if seconds is None else f"{seconds * 1e3:.2f}"
+
+
+def progress(cells):
+    """One finished row on stderr at once (long runs print their table only at the end)."""
+    print("done: " + " | ".join(str(c) for c in cells), file=sys.stderr, flush=True)
 
 
 def print_table(headers, rows):

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (format_mib, format_ratio, measure_alternating, optional_import,  # noqa: E402
-                    parse_size, print_table)
+                    parse_size, print_table, progress)
 from detection_pair import (KEEP_100_DETECTIONS, MODEL_CONFIGS, build_pair, count_detections,  # noqa: E402
                             detector_cfg, model_label, normalize_for_ours, random_images,
                             synthetic_targets, targets_for_ours, targets_for_torchvision)
@@ -158,6 +158,7 @@ def main():
                 measured = measure_alternating(eval_functions(ours, peer, images, cfg, args.device, amp),
                                                args.repeats, args.warmup, args.device, memory=True)
                 rows.append(row([model_label(model), f"eval b{batch}", precision], measured, batch, True))
+                progress(rows[-1])
                 del measured
                 gc.collect()
             if args.train_batch > 0:
@@ -165,6 +166,7 @@ def main():
                                             args.boxes_per_image, args.device, amp)
                 measured = measure_alternating(functions, args.repeats, args.warmup, args.device, memory=True)
                 rows.append(row([model_label(model), f"train b{args.train_batch}", precision], measured, 1))
+                progress(rows[-1])
                 del functions, measured
                 gc.collect()
         del ours, peer

@@ -26,7 +26,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import format_mib, format_ratio, measure_alternating, parse_size, print_table  # noqa: E402
+from common import format_mib, format_ratio, measure_alternating, parse_size, print_table, progress  # noqa: E402
 from detection_pair import REPO, build_pair, detector_cfg, model_label  # noqa: E402
 from model import add_common_arguments, parse_list, setup, train_functions  # noqa: E402
 
@@ -85,6 +85,7 @@ def main():
                     f"{batch / ours_m.seconds:.2f}", "-" if peer_m is None else f"{batch / peer_m.seconds:.2f}",
                     format_mib(ours_m.peak_bytes), "-" if peer_m is None else format_mib(peer_m.peak_bytes),
                 ])
+                progress(rows[-1])
                 del functions, measured
                 gc.collect()
         del ours, peer
