@@ -37,12 +37,14 @@ def time_alternating(functions, repeats, warmup=1, device="cpu"):
 class Measurement(object):
     """Medians over the timed runs of one callable.
 
-    seconds: median wall time; peak_bytes: median peak memory of a run (see `PeakMemory`), None
-    when not measured; result: what the last run returned.
+    seconds: median wall time; cpu_seconds: median CPU time of the process over a run (all its
+    threads; on a machine shared with other jobs it moves less with their load than wall time
+    does); peak_bytes: median peak memory of a run (see `PeakMemory`), None when not measured;
+    result: what the last run returned.
     """
 
-    def __init__(self, seconds, peak_bytes, result):
-        self.seconds, self.peak_bytes, self.result = seconds, peak_bytes, result
+    def __init__(self, seconds, cpu_seconds, peak_bytes, result):
+        self.seconds, self.cpu_seconds, self.peak_bytes, self.result = seconds, cpu_seconds, peak_bytes, result
 
 
 def measure_alternating(functions, repeats, warmup=1, device="cpu", memory=False):
@@ -53,20 +55,20 @@ def measure_alternating(functions, repeats, warmup=1, device="cpu", memory=False
     for name, fn in functions.items():
         for _ in range(warmup):
             last[name] = fn()
-    seconds = {name: [] for name in functions}
-    peaks = {name: [] for name in functions}
+    seconds, cpu_seconds, peaks = ({name: [] for name in functions} for _ in range(3))
     for _ in range(repeats):
         for name, fn in functions.items():
             tracker = PeakMemory(device) if memory else None
             synchronize(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             last[name] = fn()
             synchronize(device)
             seconds[name].append(time.perf_counter() - start)
+            cpu_seconds[name].append(time.process_time() - cpu_start)
             if tracker is not None:
                 peaks[name].append(tracker.peak_bytes())
     return {
-        name: Measurement(statistics.median(seconds[name]),
+        name: Measurement(statistics.median(seconds[name]), statistics.median(cpu_seconds[name]),
                           statistics.median(peaks[name]) if peaks[name] else None, last.get(name))
         for name in functions
     }

@@ -15,7 +15,8 @@ Eval: seconds per image at each --batch (random --size images, `torch.inference_
 Train: seconds per step of --train-batch images with --boxes-per-image random objects (polygon
 masks for ours, the same masks as bitmaps for torchvision, as each side's COCO loader gives them;
 17 keypoints each for the keypoint model): forward, summed losses, backward, SGD step.
-Peak memory: see benchmarks/common.py PeakMemory (CPU: growth of the resident set over one run;
+CPU s: CPU time of the process over a run (common.Measurement), steadier than wall time on a
+shared machine. Peak memory: see benchmarks/common.py PeakMemory (CPU: growth of the resident set over one run;
 CUDA: torch.cuda.max_memory_allocated). Times are medians of --repeats runs, ours and torchvision's
 alternating in one process after --warmup untimed runs each; the ratio is ours / torchvision.
 """
@@ -93,9 +94,11 @@ def row(label, measurements, per, detections=None):
     """A table row: times divided by `per` (images or 1), peaks, detections per image."""
     ours, peer = measurements["ours"], measurements.get("peer")
     seconds = lambda m: None if m is None else m.seconds / per  # noqa: E731
+    cpu = lambda m: None if m is None else m.cpu_seconds / per  # noqa: E731
     cells = [*label, f"{seconds(ours):.3f}", "-" if peer is None else f"{seconds(peer):.3f}",
-             format_ratio(seconds(ours), seconds(peer)), format_mib(ours.peak_bytes),
-             "-" if peer is None else format_mib(peer.peak_bytes)]
+             format_ratio(seconds(ours), seconds(peer)),
+             f"{cpu(ours):.2f}", "-" if peer is None else f"{cpu(peer):.2f}", format_ratio(cpu(ours), cpu(peer)),
+             format_mib(ours.peak_bytes), "-" if peer is None else format_mib(peer.peak_bytes)]
     if detections is not None:
         cells.append("/".join(f"{count_detections(m.result):.0f}" for m in (ours, peer) if m is not None))
     else:
@@ -175,8 +178,8 @@ def main():
             torch.cuda.empty_cache()
 
     print(f"input {args.size}; eval: s per image; train: s per step\n")
-    print_table(["model", "case", "precision", "ours s", "torchvision s", "ours / tv", "ours peak MiB",
-                 "tv peak MiB", "detections ours/tv"], rows)
+    print_table(["model", "case", "precision", "ours s", "torchvision s", "ours / tv", "ours CPU s",
+                 "tv CPU s", "CPU ours / tv", "ours peak MiB", "tv peak MiB", "detections ours/tv"], rows)
     print("\n" + "\n".join(notes))
 
 

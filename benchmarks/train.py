@@ -13,7 +13,8 @@ mask@800x1216 (COCO-sized), mask@512x512 (the size of the speed target of issue 
 Each step: forward on --batch random images with --boxes-per-image random objects (polygon masks
 for ours, the same masks as bitmaps for torchvision), summed losses, backward, SGD step (the same
 on both sides; model.py's train_step_function). Reported: seconds per iteration (median of
---repeats, ours and torchvision's alternating in one process), images per second, the ratio
+--repeats, ours and torchvision's alternating in one process), the process's CPU seconds per
+iteration (steadier than wall time on a shared machine), images per second, the ratios
 ours / torchvision, and peak memory (benchmarks/common.py PeakMemory: on the CPU the growth of
 the resident set over one step; on CUDA torch.cuda.max_memory_allocated, weights and optimizer
 state included). --amp adds rows with bf16 autocast.
@@ -82,6 +83,8 @@ def main():
                     label, str(batch), "bf16" if amp else "fp32",
                     f"{ours_m.seconds:.3f}", "-" if peer_m is None else f"{peer_m.seconds:.3f}",
                     format_ratio(ours_m.seconds, peer_m and peer_m.seconds),
+                    f"{ours_m.cpu_seconds:.2f}", "-" if peer_m is None else f"{peer_m.cpu_seconds:.2f}",
+                    format_ratio(ours_m.cpu_seconds, peer_m and peer_m.cpu_seconds),
                     f"{batch / ours_m.seconds:.2f}", "-" if peer_m is None else f"{batch / peer_m.seconds:.2f}",
                     format_mib(ours_m.peak_bytes), "-" if peer_m is None else format_mib(peer_m.peak_bytes),
                 ])
@@ -95,7 +98,7 @@ def main():
 
     print()
     print_table(["model", "images", "precision", "ours s/iter", "torchvision s/iter", "ours / tv",
-                 "ours img/s", "tv img/s", "ours peak MiB", "tv peak MiB"], rows)
+                 "ours CPU s", "tv CPU s", "CPU ours / tv", "ours img/s", "tv img/s", "ours peak MiB", "tv peak MiB"], rows)
     print("\n" + "\n".join(notes))
 
 
