@@ -11,7 +11,8 @@ and its random weights are converted into ours, so both keep comparable detectio
 every scored detection (score threshold 0) up to 100 per image: the mask / keypoint heads and the
 mask pasting (inside both forwards) run on 100 boxes per image.
 
-Eval: seconds per image at each --batch (random --size images, `torch.inference_mode`).
+Eval: seconds per image at each --batch (random --size images, `torch.inference_mode`); ours with
+its batch norms folded into the convolutions (TEST.FOLD_BN, as our inference entry points do).
 Train: seconds per step of --train-batch images with --boxes-per-image random objects (polygon
 masks for ours, the same masks as bitmaps for torchvision, as each side's COCO loader gives them;
 17 keypoints each for the keypoint model): forward, summed losses, backward, SGD step.
@@ -26,6 +27,8 @@ import os
 import sys
 
 import torch
+
+from maskrcnn.modeling.fold_batch_norm import fold_batch_norms_from_cfg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (format_mib, format_ratio, measure_alternating, optional_import,  # noqa: E402
@@ -43,7 +46,8 @@ def autocast(device, amp):
 
 
 def eval_functions(ours, peer, images, cfg, device, amp):
-    """Callables running one eval forward of each side on the same images."""
+    """Callables running one eval forward of each side on the same images (`ours` as inference
+    runs it: batch norms folded into the convolutions when TEST.FOLD_BN, the default)."""
     ours_images = normalize_for_ours(images, cfg, device)
     peer_images = [image.to(device) for image in images]
 
@@ -154,11 +158,12 @@ def main():
         cfg = detector_cfg(model, KEEP_100_DETECTIONS + ["MODEL.DEVICE", args.device] + list(args.opts))
         ours, peer, note = build_pair(cfg, image_size, args.device, with_peer)
         notes.append(f"{model_label(model)}: {note}")
+        ours_inference = fold_batch_norms_from_cfg(cfg, ours.eval())
         for amp in precisions:
             precision = "bf16" if amp else "fp32"
             for batch in parse_list(args.batch, int):
                 images = random_images(batch, image_size, torch.Generator().manual_seed(batch))
-                measured = measure_alternating(eval_functions(ours, peer, images, cfg, args.device, amp),
+                measured = measure_alternating(eval_functions(ours_inference, peer, images, cfg, args.device, amp),
                                                args.repeats, args.warmup, args.device, memory=True)
                 rows.append(row([model_label(model), f"eval b{batch}", precision], measured, batch, True))
                 progress(rows[-1])
@@ -172,7 +177,7 @@ def main():
                 progress(rows[-1])
                 del functions, measured
                 gc.collect()
-        del ours, peer
+        del ours, ours_inference, peer
         gc.collect()
         if args.device == "cuda":
             torch.cuda.empty_cache()
