@@ -35,6 +35,7 @@ def table_rows(output):
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
 
 
+@pytest.mark.slow
 def test_model_script_eval_and_train_rows():
     output = run_script("model.py", "--models", "mask", "--size", "64x96", "--batch", "1",
                         "--train-batch", "1", "--opts", *SMALL)
@@ -49,6 +50,7 @@ def test_model_script_eval_and_train_rows():
     assert "ours: own random init" in output
 
 
+@pytest.mark.slow
 def test_train_script_case_list_and_yaml_case():
     yaml = os.path.join(REPO, "configs", "e2e_faster_rcnn_R_50_FPN_1x.yaml")
     output = run_script("train.py", "--cases", f"faster@64x64,{yaml}@64x96", "--batch", "1",
