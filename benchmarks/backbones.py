@@ -21,7 +21,6 @@ those rows build ours with STRIDE_IN_1X1=False, load torchvision's weights into 
 largest output difference: both sides compute the same function.
 """
 import argparse
-import ctypes
 import json
 import os
 import re
@@ -32,7 +31,8 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import format_ms, optional_import, print_table, time_alternating  # noqa: E402
+from common import (format_ms, optional_import, parse_size, print_table, reset_peak_rss,  # noqa: E402
+                    status_kib, time_alternating)
 
 from maskrcnn.config import cfg as global_cfg  # noqa: E402
 from maskrcnn.modeling import registry  # noqa: E402
@@ -121,35 +121,7 @@ def build(name, implementation):
     return build_peer_pair(name)[0]
 
 
-def parse_size(text):
-    height, width = (int(v) for v in text.lower().split("x"))
-    return height, width
-
-
 # ------------------------------------------------------------------------ memory (subprocess)
-def _status_kib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak_rss():
-    """Return freed heap to the OS, then reset the kernel's peak-RSS mark (VmHWM) to the current
-    RSS. False where /proc/self/clear_refs is not writable (non-Linux, old kernels)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def measure_memory_child(name, implementation, size, threads):
     """Runs in a fresh process: prints JSON with the peak-RSS growth (KiB) over one forward."""
     torch.set_num_threads(threads)
@@ -157,11 +129,11 @@ def measure_memory_child(name, implementation, size, threads):
     model = build(name, implementation)
     image = torch.randn(1, 3, *size)
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    if _reset_peak_rss():
-        before = _status_kib("VmRSS")
+    if reset_peak_rss():
+        before = status_kib("VmRSS")
         with torch.no_grad():
             model(image)
-        growth = _status_kib("VmHWM") - before
+        growth = status_kib("VmHWM") - before
     else:  # lifetime high-water mark: an underestimate if building peaked higher than the forward
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         with torch.no_grad():
