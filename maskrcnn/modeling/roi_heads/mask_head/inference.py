@@ -267,7 +267,7 @@ class MaskPostProcessor(nn.Module):
             raise ValueError(f"MaskPostProcessor: {num_masks} masks for {labels.numel()} detections")
         index = torch.arange(num_masks, device=x.device)
         mask_prob = x.sigmoid()[index, labels.to(device=x.device, dtype=torch.int64)][:, None]
-        mask_prob = mask_prob.split([len(box) for box in boxes], dim=0)
+        mask_prob = mask_prob.split([box.bbox.shape[0] for box in boxes], dim=0)  # (symbolic under torch.export)
         if self.masker:
             mask_prob = self.masker(mask_prob, boxes)
         results = []
