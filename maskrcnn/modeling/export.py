@@ -163,11 +163,13 @@ def export_program(detector, example_image, min_size=128, max_size=4096):
         return torch.export.export(detector, (example_image,), dynamic_shapes=dynamic_shapes, strict=False)
 
 
-def export_onnx(program, path, names=("boxes", "scores", "labels"), opset_version=ONNX_OPSET):
+def export_onnx(program, path, names=("boxes", "scores", "labels"), opset_version=ONNX_OPSET, optimize=True):
     """Convert an ExportedProgram of ExportableDetector to ONNX at ``path``.
 
     The compiled ops become standard ONNX operators (NonMaxSuppression, RoiAlign) through
-    ``onnx_translation_table``; the input is named "image" and the outputs ``names``.
+    ``onnx_translation_table``; the input is named "image" and the outputs ``names``. ``optimize``
+    runs onnxscript's graph optimizer (constant folding, rewrites; slow on large graphs, and
+    onnxruntime optimizes the graph itself when it loads it).
     Returns the torch.onnx.ONNXProgram.
     """
     from maskrcnn.layers.onnx_translations import onnx_translation_table
@@ -179,6 +181,7 @@ def export_onnx(program, path, names=("boxes", "scores", "labels"), opset_versio
         input_names=["image"],
         output_names=list(names),
         opset_version=opset_version,
+        optimize=optimize,
         verbose=False,
     )
     onnx_program.save(str(path))
