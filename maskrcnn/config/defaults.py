@@ -279,6 +279,8 @@ _C.SOLVER.WARMUP_FACTOR = 1.0 / 3
 _C.SOLVER.WARMUP_ITERS = 500
 _C.SOLVER.WARMUP_METHOD = "linear"
 _C.SOLVER.CHECKPOINT_PERIOD = 2500       # save a checkpoint every N iterations
+# (maskrcnn) Log line, metrics.json line and TensorBoard scalars every N iterations
+_C.SOLVER.LOG_PERIOD = 20
 # Images per batch over all processes (16 on 8 GPUs = 2 per GPU)
 _C.SOLVER.IMS_PER_BATCH = 16
 # (maskrcnn) Evaluate on DATASETS.TEST every N iterations during training; 0 = only at the end
@@ -303,6 +305,9 @@ _C.TEST.EXPECTED_RESULTS_SIGMA_TOL = 4
 # Images per batch over all processes at inference
 _C.TEST.IMS_PER_BATCH = 8
 _C.TEST.DETECTIONS_PER_IMG = 100
+# (maskrcnn) Fold frozen / eval-mode batch norms into the preceding convolutions for inference
+# (maskrcnn.modeling.fold_batch_norm.fold_batch_norms_from_cfg; checkpoints stay unfolded)
+_C.TEST.FOLD_BN = True
 
 # Test-time augmentation for box detection
 _C.TEST.BBOX_AUG = CN()
@@ -322,8 +327,9 @@ _C.PATHS_CATALOG = os.path.join(os.path.dirname(__file__), "paths_catalog.py")
 _C.DTYPE = "float32"
 _C.AMP_VERBOSE = False                   # maskrcnn-benchmark's apex switch; kept so its configs load
 
-# (maskrcnn) Random seed for Python, NumPy and torch (offset by rank in each process); -1 = do not
-# seed (a different run each time, as maskrcnn-benchmark)
+# (maskrcnn) Random seed for Python, NumPy and torch (offset by rank in each process) and for the
+# per-sample data augmentation streams. -1 = tools/train_net.py picks one at random and records it
+# (OUTPUT_DIR/config.yml and every checkpoint), so a resumed run continues with the same seed.
 _C.SEED = -1
 
 # Allowed values of the (maskrcnn) string switches, checked after every merge.

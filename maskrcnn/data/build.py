@@ -6,11 +6,12 @@ import logging
 import torch
 
 from maskrcnn.config.paths_catalog import DatasetCatalog
-from maskrcnn.utils.comm import get_world_size
+from maskrcnn.utils.comm import get_rank, get_world_size
 
 from . import datasets as D
 from . import samplers
-from .collate_batch import BatchCollator
+from .collate_batch import BatchCollator, BBoxAugCollator
+from .seeding import PerSampleSeedBatchSampler, SeededDataset
 from .transforms import build_transforms
 
 logger = logging.getLogger("maskrcnn.data")
@@ -84,7 +85,12 @@ def make_batch_data_sampler(dataset, sampler, aspect_grouping, images_per_batch,
 
 def make_data_loader(cfg, is_train=True, is_distributed=False, start_iter=0):
     """Training: one DataLoader over DATASETS.TRAIN yielding SOLVER.MAX_ITER batches from
-    `start_iter`. Test: a list of DataLoaders, one per DATASETS.TEST name."""
+    `start_iter`. Test: a list of DataLoaders, one per DATASETS.TEST name (with
+    TEST.BBOX_AUG.ENABLED they yield raw BGR uint8 images, untransformed, for engine/bbox_aug.py).
+
+    Training augmentation draws from per-sample streams seeded by (SEED, rank, iteration, position)
+    (maskrcnn.data.seeding), so batch `k` is the same in a run resumed at `k` as in an uninterrupted
+    one, with or without worker processes; no loader consumes the global RNG."""
     num_gpus = get_world_size() if is_distributed else 1
     if is_train:
         images_per_batch = cfg.SOLVER.IMS_PER_BATCH
@@ -100,17 +106,25 @@ def make_data_loader(cfg, is_train=True, is_distributed=False, start_iter=0):
     images_per_gpu = images_per_batch // num_gpus
     aspect_grouping = [1] if cfg.DATALOADER.ASPECT_RATIO_GROUPING else []
     seed = max(int(getattr(cfg, "SEED", 0)), 0)
-    transforms = build_transforms(cfg, is_train)
+    # test-time augmentation resizes every view itself (engine/bbox_aug.py): hand over raw images
+    bbox_aug = not is_train and cfg.TEST.BBOX_AUG.ENABLED
+    transforms = None if bbox_aug else build_transforms(cfg, is_train)
     datasets = build_dataset(dataset_list, transforms, DatasetCatalog, is_train, cfg=cfg)
     loaders = []
     for dataset in datasets:
         sampler = make_data_sampler(dataset, shuffle, is_distributed, seed=seed)
         batch_sampler = make_batch_data_sampler(dataset, sampler, aspect_grouping, images_per_gpu, num_iters, start_iter)
+        if is_train:
+            rank = get_rank() if is_distributed else 0
+            batch_sampler = PerSampleSeedBatchSampler(batch_sampler, seed, rank, start_iter)
+            dataset = SeededDataset(dataset)
         loaders.append(torch.utils.data.DataLoader(
             dataset,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
             batch_sampler=batch_sampler,
-            collate_fn=BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY),
+            collate_fn=BBoxAugCollator() if bbox_aug else BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY),
+            # the iterator's worker base seed comes from here, not from the global RNG
+            generator=torch.Generator().manual_seed(seed),
         ))
     if is_train:
         assert len(loaders) == 1

@@ -11,3 +11,11 @@ class BatchCollator(object):
     def __call__(self, batch):
         images, targets, indices = zip(*batch)
         return to_image_list(images, self.size_divisible), targets, indices
+
+
+class BBoxAugCollator(object):
+    """Test-time augmentation: [(raw BGR uint8 image [H, W, 3], target, index), ...] -> (tuple of
+    images, tuple of targets, tuple of indices); engine/bbox_aug.py resizes each view itself."""
+
+    def __call__(self, batch):
+        return tuple(zip(*batch))

@@ -13,6 +13,12 @@ The model is expected to return, per image, either
   post-processor return every (RoI, class) box: ``R * num_classes`` rows in (RoI, class) order with
   field ``scores``), or
 * already-filtered detections with fields ``scores`` and ``labels`` (merged by per-class NMS alone).
+
+Mask R-CNN and Keypoint R-CNN: the heads that run on the box head's detections (``roi_heads.mask``,
+``roi_heads.keypoint``) cannot run on the unfiltered (RoI, class) boxes of TTA mode, so for such
+models every view runs the backbone, the RPN and the box head only, and once the boxes of all views
+are merged those heads run on the merged boxes with the features of the plain view (masks and
+keypoints come from the plain view; only the boxes are augmented).
 """
 import numpy as np
 import torch
@@ -61,11 +67,40 @@ def _detect_view(model, images, min_size, max_size, hflip, device, cfg):
             image = np.ascontiguousarray(image[:, ::-1])
         tensors.append(transform(image)[0])
     batch = to_image_list(tensors, cfg.DATALOADER.SIZE_DIVISIBILITY)
-    detections = model(batch.to(device))
+    detections, features = _detect_boxes(model, batch.to(device))
     if len(detections) != len(images):
         raise ValueError(f"im_detect_bbox_aug: the model returned {len(detections)} results for {len(images)} images")
     if hflip:
         detections = [boxlist.transpose(FLIP_LEFT_RIGHT) for boxlist in detections]
+    return detections, features
+
+
+def _heads_after_box(model):
+    """The RoI heads that run on the box head's detections (mask, keypoint), in order; [] when the
+    model has none (Faster R-CNN, RetinaNet, or a model that is not a GeneralizedRCNN)."""
+    roi_heads = getattr(model, "roi_heads", None)
+    if not roi_heads or "box" not in roi_heads:
+        return []
+    return [roi_heads[name] for name in roi_heads.keys() if name != "box"]
+
+
+def _detect_boxes(model, batch):
+    """(detections, features) of one view. Models with heads after the box head run backbone, RPN
+    and box head only and also return the backbone features (list[Tensor[N, C, H_l, W_l]]); the
+    others run whole and return None for the features."""
+    if not _heads_after_box(model):
+        return model(batch), None
+    features = model.backbone(batch.tensors)
+    proposals, _ = model.rpn(batch, features)
+    _, detections, _ = model.roi_heads["box"](features, proposals)
+    return detections, features
+
+
+def _run_heads_after_box(model, features, detections):
+    """Run the mask / keypoint heads on `detections` (the merged boxes, in the frame of the view
+    whose backbone `features` are given); returns the detections with their fields added."""
+    for head in _heads_after_box(model):
+        _, detections, _ = head(features, detections)
     return detections
 
 
@@ -123,7 +158,8 @@ def im_detect_bbox_aug(model, images, device, cfg=None):
         cfg: the config (default: the global ``maskrcnn.config.cfg``, as maskrcnn-benchmark reads it).
     Returns:
         list[BoxList], one per image, in the frame of the plain test resize (as a model without
-        augmentation returns them), with fields "scores" and "labels".
+        augmentation returns them), with fields "scores" and "labels" (and "mask" / "keypoints"
+        when the model has those heads).
     """
     if cfg is None:
         from maskrcnn.config import cfg
@@ -134,15 +170,21 @@ def im_detect_bbox_aug(model, images, device, cfg=None):
         return []
 
     per_image = [[] for _ in images]
+    plain_features = None
     for min_size, max_size, hflip in bbox_aug_views(cfg):
-        detections = _detect_view(model, images, min_size, max_size, hflip, device, cfg)
+        detections, features = _detect_view(model, images, min_size, max_size, hflip, device, cfg)
+        if plain_features is None:
+            plain_features = features  # the first view is the plain one
         for views, boxlist in zip(per_image, detections):
             # the plain view (first) sets the frame; the others are rescaled into it
             views.append(boxlist if not views else boxlist.resize(views[0].size))
 
     heads = cfg.MODEL.ROI_HEADS
-    return [
+    merged = [
         merge_detections(views, cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES, heads.SCORE_THRESH, heads.NMS,
                          heads.DETECTIONS_PER_IMG)
         for views in per_image
     ]
+    if plain_features is not None:
+        merged = _run_heads_after_box(model, plain_features, merged)
+    return merged

@@ -7,12 +7,15 @@ arguments): torchrun sets WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR and MASTER_P
 """
 import argparse
 import os
+import random
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..utils.checkpoint import LAST_CHECKPOINT, Checkpointer
 from ..utils.collect_env import collect_env_info
-from ..utils.comm import get_rank, synchronize
+from ..utils.comm import all_gather, get_rank, synchronize
 from ..utils.logger import setup_logger
 from ..utils.miscellaneous import mkdir, save_config
 
@@ -75,6 +78,44 @@ def load_config(cfg, args):
     return cfg
 
 
+def _seed_of_last_checkpoint(output_dir):
+    """The "seed" recorded in OUTPUT_DIR's last checkpoint, or None (no checkpoint / no seed)."""
+    if not output_dir or not os.path.exists(os.path.join(output_dir, LAST_CHECKPOINT)):
+        return None
+    path = Checkpointer(None, save_dir=output_dir, save_to_disk=False).get_checkpoint_file()
+    if not path:
+        return None
+    # mmap: only the small "seed" entry is read, not the weights
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    seed = checkpoint.get("seed") if isinstance(checkpoint, dict) else None
+    return None if seed is None else int(seed)
+
+
+def resolve_seed(cfg):
+    """Make cfg.SEED concrete: a value >= 0 is kept; -1 becomes the seed recorded in OUTPUT_DIR's
+    last checkpoint (a resumed run), else a random one picked by the main process and shared with
+    the others. Returns the seed; `cfg` is updated (and stays frozen if it was)."""
+    seed = int(cfg.SEED)
+    if seed < 0:
+        seed = _seed_of_last_checkpoint(cfg.OUTPUT_DIR)
+        if seed is None:
+            seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+        seed = all_gather(seed)[0]
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    cfg.SEED = seed
+    if frozen:
+        cfg.freeze()
+    return seed
+
+
+def seed_all_rngs(seed):
+    """Seed Python's `random`, NumPy and torch (all devices) with `seed`."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
 def setup_output_dir(cfg, args, logger_name="maskrcnn"):
     """Create OUTPUT_DIR, send the log to the console and OUTPUT_DIR/log.txt (main process only),
     log the environment and the config, and save the config in use to OUTPUT_DIR/config.yml.
@@ -98,5 +139,5 @@ def setup_output_dir(cfg, args, logger_name="maskrcnn"):
 
 __all__ = [
     "default_argument_parser", "world_size_from_env", "local_rank_from_env", "init_distributed",
-    "load_config", "setup_output_dir",
+    "load_config", "setup_output_dir", "resolve_seed", "seed_all_rngs",
 ]
