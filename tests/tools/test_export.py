@@ -1,10 +1,10 @@
 """tools/export.py: a tiny R-18-FPN Mask R-CNN exported with torch.export and to ONNX, run at two
 image sizes with one file each, against the eager model; and the tool's argument errors.
 
-The random weights are scaled so that the RPN's objectness and the class scores are spread widely
-(well-separated scores: float rounding differences between runtimes cannot reorder the top-k
-selections or flip a score threshold), with the class-1 logit raised so that detections are
-mostly of one class but not all.
+The model keeps its seeded random initialisation (small weights: scores stay well inside (0, 1), so
+no two detections tie at a saturated score that runtimes could order differently), with the
+classifier's bias tilted so that it detects mostly class 1 but several classes, on a smooth random
+image; the assertions check that it does.
 """
 import importlib.util
 import os
@@ -78,14 +78,11 @@ def _tiny_cfg():
 
 
 def _decisive_weights(model):
-    """Spread the objectness and class logits (see the module docstring)."""
-    generator = torch.Generator().manual_seed(1)
+    """Tilt the classifier towards class 1 (see the module docstring); the weights keep their
+    small initial scale, so no score saturates at 1 (saturated scores tie, and ties may be
+    ordered differently by different runtimes)."""
     with torch.no_grad():
-        rpn_logits = model.rpn.head.cls_logits
-        rpn_logits.weight.copy_(torch.randn(rpn_logits.weight.shape, generator=generator) * 0.3)
-        cls_score = model.roi_heads.box.predictor.cls_score
-        cls_score.weight.copy_(torch.randn(cls_score.weight.shape, generator=generator) * 0.5)
-        cls_score.bias.copy_(torch.tensor([0.0, 2.0, 0.0, 0.0]))
+        model.roi_heads.box.predictor.cls_score.bias.copy_(torch.tensor([0.0, 0.4, 0.1, 0.0]))
 
 
 def _image(height, width, seed):
@@ -130,6 +127,7 @@ def _assert_same_detections(expected, actual, box_atol):
     boxes, scores, labels, masks = expected
     assert len(boxes) > 0, "the test model should detect something"
     assert len(set(labels.tolist())) > 1, "the test model should detect several classes"
+    assert scores.max() < 0.999 and len(np.unique(scores)) == len(scores), "scores should not tie"
     assert actual[0].shape == boxes.shape
     np.testing.assert_allclose(actual[0], boxes, rtol=0, atol=box_atol)
     np.testing.assert_allclose(actual[1], scores, rtol=0, atol=1e-5)
