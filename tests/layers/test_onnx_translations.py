@@ -38,7 +38,6 @@ def _inputs(num_boxes, seed):
     return features, boxes, scores, groups
 
 
-@pytest.mark.slow
 def test_onnxruntime_matches_the_compiled_ops(tmp_path):
     from maskrcnn.layers.onnx_translations import onnx_translation_table
 
@@ -63,5 +62,5 @@ def test_onnxruntime_matches_the_compiled_ops(tmp_path):
                 assert torch.equal(got, want), (num_boxes, position)
             else:
                 torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-        if num_boxes:
+        if num_boxes >= 100:
             assert 0 < len(expected[2]) < num_boxes  # the NMS did keep some and drop some
