@@ -7,10 +7,13 @@ size; these subclasses keep the names (ported code imports them unchanged) and c
 convolution input with any zero-sized dimension gets its output shape computed here, and an empty
 training batch in `BatchNorm2d` neither counts as a tracked batch nor touches the running
 statistics. In every empty case each parameter still receives a (zero) gradient, so
-DistributedDataParallel does not report unused parameters.
+DistributedDataParallel does not report unused parameters. Under torch.export, where the batch size
+may be data-dependent (the detections fed to the mask head), the ordinary layer is traced: torch
+runs it on N = 0 too.
 """
 import torch
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import guard_or_true
 from torch.nn import functional as F
 
 __all__ = ["_NewEmptyTensorOp", "Conv2d", "ConvTranspose2d", "BatchNorm2d", "interpolate"]
@@ -49,7 +52,7 @@ class Conv2d(nn.Conv2d):
     `weight` and `bias`."""
 
     def forward(self, x):
-        if x.numel() > 0 or self.padding_mode != "zeros" or isinstance(self.padding, str):
+        if guard_or_true(x.numel() > 0) or self.padding_mode != "zeros" or isinstance(self.padding, str):
             return super().forward(x)
         spatial = [
             (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
@@ -68,7 +71,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     H' = (H - 1)s - 2p + d(k - 1) + output_padding + 1, and zero gradients to the parameters."""
 
     def forward(self, x, output_size=None):
-        if x.numel() > 0 or output_size is not None:
+        if guard_or_true(x.numel() > 0) or output_size is not None:
             return super().forward(x, output_size)
         spatial = [
             (size - 1) * stride - 2 * pad + dil * (k - 1) + out_pad + 1
@@ -90,7 +93,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x):
-        if x.numel() > 0:
+        if guard_or_true(x.numel() > 0):
             return super().forward(x)
         self._check_input_dim(x)
         if not self.affine:

@@ -154,6 +154,9 @@ class Pooler(nn.Module):
             indices.append(in_level)
             pooled.append(pooler(feature, rois[in_level]))
         pooled = torch.cat(pooled, dim=0)
+        # every box is in exactly one level (stated for torch.export, where the per-level counts
+        # are data-dependent sizes it cannot add up)
+        torch._check(pooled.shape[0] == rois.shape[0])
         # scatter the level-sorted results back to the order of the boxes
         return pooled.new_zeros(pooled.shape).index_copy(0, torch.cat(indices), pooled)
 

@@ -6,7 +6,8 @@ import torch
 
 
 def normalize_size(size, name="size"):
-    """Return ``size`` as a tuple ``(width, height)`` of Python numbers.
+    """Return ``size`` as a tuple ``(width, height)`` of Python numbers (symbolic sizes, as
+    torch.export traces with a dynamic image size, are kept as they are).
 
     Accepts a list or tuple of two numbers or 0-d tensors; raises TypeError / ValueError that
     name the argument and show what was received.
@@ -23,7 +24,7 @@ def normalize_size(size, name="size"):
             value = value.item()
         if isinstance(value, np.generic):
             value = value.item()
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.SymInt, torch.SymFloat)):
             raise TypeError(f"{name} entries must be numbers, got {size!r}")
         if value < 0:
             raise ValueError(f"{name} entries must be non-negative, got {size!r}")

@@ -49,7 +49,7 @@ class BoxList(object):
         bbox = torch.as_tensor(bbox, device=device)
         if bbox.dtype != torch.float64:
             bbox = bbox.to(torch.float32)
-        if bbox.numel() == 0 and bbox.dim() != 2:
+        if bbox.dim() != 2 and bbox.numel() == 0:  # (the rank first: torch.export may not know N)
             bbox = bbox.reshape(0, 4)
         if bbox.dim() != 2 or bbox.shape[-1] != 4:
             raise ValueError(f"bbox must be a 2-D tensor of shape [N, 4], got shape {list(bbox.shape)}")
@@ -232,7 +232,7 @@ class BoxList(object):
 
     def __getitem__(self, item):
         """Select boxes by int (kept as a 1-box BoxList), slice, bool mask or index tensor/list."""
-        index = tensor_index(item, len(self), "BoxList index")
+        index = tensor_index(item, self.bbox.shape[0], "BoxList index")  # (len() needs a concrete int)
         selected = self._new(self.bbox[index], self.size, self.mode)
         for name, value in self.extra_fields.items():
             if isinstance(value, torch.Tensor) and isinstance(index, torch.Tensor) and index.device != value.device:

@@ -16,7 +16,8 @@ class ImageList(object):
         if not isinstance(tensors, torch.Tensor) or tensors.dim() != 4:
             shape = list(tensors.shape) if isinstance(tensors, torch.Tensor) else type(tensors).__name__
             raise ValueError(f"ImageList: tensors must be a 4-D tensor [N, C, H, W], got {shape}")
-        image_sizes = [tuple(int(s) for s in size) for size in image_sizes]
+        # ints, except symbolic sizes (torch.export with a dynamic image size) that int() would fix
+        image_sizes = [tuple(s if isinstance(s, torch.SymInt) else int(s) for s in size) for size in image_sizes]
         if len(image_sizes) != tensors.shape[0]:
             raise ValueError(
                 f"ImageList: image_sizes has {len(image_sizes)} entries but tensors holds {tensors.shape[0]} images"

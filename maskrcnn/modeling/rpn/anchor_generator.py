@@ -123,8 +123,8 @@ class AnchorGenerator(nn.Module):
         anchors = []
         for (grid_height, grid_width), (stride_y, stride_x), base_anchors in zip(grid_sizes, strides, self.cell_anchors):
             device = base_anchors.device
-            shifts_x = torch.arange(0, int(grid_width), dtype=torch.float32, device=device) * stride_x
-            shifts_y = torch.arange(0, int(grid_height), dtype=torch.float32, device=device) * stride_y
+            shifts_x = torch.arange(0, grid_width, dtype=torch.float32, device=device) * stride_x
+            shifts_y = torch.arange(0, grid_height, dtype=torch.float32, device=device) * stride_y
             shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
             shift_x = shift_x.reshape(-1)
             shift_y = shift_y.reshape(-1)

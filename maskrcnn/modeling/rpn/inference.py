@@ -20,6 +20,14 @@ def _rank_within_image(sorted_image_idx, counts):
     return positions - starts[sorted_image_idx]
 
 
+def _counts_per_image(image_idx, num_images):
+    """list[int]: how many rows belong to each image (image_idx: Tensor[R] in [0, num_images)).
+    A single image needs no bincount (and torch.export no data-dependent output size)."""
+    if num_images == 1:
+        return [image_idx.numel()]
+    return torch.bincount(image_idx, minlength=num_images).tolist()
+
+
 def _top_n_per_image(scores, image_idx, num_images, top_n):
     """Indices of the ``top_n`` best-scored rows of each image, grouped by image (ascending) and in
     decreasing score order inside an image; the same rows as a per-image ``topk``."""
@@ -135,14 +143,15 @@ class RPNPostProcessor(torch.nn.Module):
         heights = boxes[:, 3] - boxes[:, 1] + offset
         keep = torch.nonzero((widths >= self.min_size) & (heights >= self.min_size)).squeeze(1)
         # boxlist_nms: NMS, then the post_nms_top_n best of each image (both skipped when
-        # nms_thresh <= 0; the rows are then already grouped by image and sorted by score)
-        if self.nms_thresh > 0 and keep.numel() > 0:
+        # nms_thresh <= 0; the rows are then already grouped by image and sorted by score). No
+        # test on keep's size: the ops take empty inputs, and torch.export cannot branch on it.
+        if self.nms_thresh > 0:
             from maskrcnn.layers import batched_nms
 
             kept = batched_nms(boxes[keep], scores[keep], image_idx[keep], self.nms_thresh, legacy_plus_one=legacy_plus_one)
             keep = keep[kept]
             keep = keep[_top_n_per_image(scores[keep], image_idx[keep], N, self.post_nms_top_n)]
-        counts = torch.bincount(image_idx[keep], minlength=N).tolist()
+        counts = _counts_per_image(image_idx[keep], N)
         result = []
         for image_boxes, image_scores, image_anchors in zip(boxes[keep].split(counts), scores[keep].split(counts), anchors):
             boxlist = BoxList(image_boxes, image_anchors.size, mode="xyxy", legacy_plus_one=legacy_plus_one)
@@ -185,7 +194,7 @@ class RPNPostProcessor(torch.nn.Module):
         """
         num_images = len(boxlists)
         objectness = torch.cat([boxlist.get_field("objectness") for boxlist in boxlists], dim=0)
-        box_sizes = [len(boxlist) for boxlist in boxlists]
+        box_sizes = [boxlist.bbox.shape[0] for boxlist in boxlists]  # (symbolic under torch.export)
         if self.training and self.fpn_post_nms_per_batch:
             post_nms_top_n = min(self.fpn_post_nms_top_n, objectness.numel())
             best = torch.topk(objectness, post_nms_top_n, dim=0, sorted=True).indices
@@ -197,7 +206,7 @@ class RPNPostProcessor(torch.nn.Module):
         keep = _top_n_per_image(objectness, image_idx, num_images, self.fpn_post_nms_top_n)
         starts = torch.cumsum(sizes, dim=0) - sizes
         local = keep - starts[image_idx[keep]]
-        counts = torch.bincount(image_idx[keep], minlength=num_images).tolist()
+        counts = _counts_per_image(image_idx[keep], num_images)
         return [boxlist[idx] for boxlist, idx in zip(boxlists, local.split(counts))]
 
 

@@ -70,7 +70,7 @@ class PostProcessor(nn.Module):
         if len(boxes) == 0:
             return []
         boxes = [b.convert("xyxy") for b in boxes]
-        boxes_per_image = [len(b) for b in boxes]
+        boxes_per_image = [b.bbox.shape[0] for b in boxes]  # (symbolic under torch.export)
         num_rois = sum(boxes_per_image)
         if class_logits.shape[0] != num_rois or box_regression.shape[0] != num_rois:
             raise ValueError(
@@ -118,7 +118,7 @@ class PostProcessor(nn.Module):
                 t[large] for t in (cand_boxes, scores, class_idx, cand_images)
             )
 
-        if self.nms > 0 and scores.numel() > 0:
+        if self.nms > 0:  # (empty inputs are fine; torch.export cannot branch on the count)
             from maskrcnn.layers import batched_nms
 
             groups = cand_images * num_classes + class_idx

@@ -120,7 +120,7 @@ class MaskPostProcessor(nn.Module):
         index = torch.arange(num_masks, device=x.device)
         # the predicted class's channel only, then the sigmoid (not all classes')
         mask_prob = x[index, labels.to(device=x.device, dtype=torch.int64)][:, None].sigmoid()
-        mask_prob = mask_prob.split([len(box) for box in boxes], dim=0)
+        mask_prob = mask_prob.split([box.bbox.shape[0] for box in boxes], dim=0)  # (symbolic under torch.export)
         if self.masker:
             mask_prob = self.masker(mask_prob, boxes)
         results = []
