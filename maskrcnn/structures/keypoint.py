@@ -182,10 +182,38 @@ class Keypoints(object):
         )
 
 
+_MADE_CLASSES = {}
+
+
+def _spec_key(spec):
+    class_name, names, flip_map, connections = spec
+    return (class_name, tuple(names), tuple(sorted(flip_map.items())), tuple(tuple(c) for c in connections))
+
+
 def make_keypoints_class(class_name, names, flip_map=None, connections=()):
-    """A Keypoints subclass for the keypoint set ``names`` (FLIP_INDS, CONNECTIONS derived)."""
-    attributes = {"NAMES": list(names), "FLIP_MAP": dict(flip_map or {}), "CONNECTIONS": list(connections)}
-    return type(class_name, (Keypoints,), attributes)
+    """A Keypoints subclass for the keypoint set ``names`` (FLIP_INDS, CONNECTIONS derived).
+
+    The same arguments give the same class. Its instances pickle by value (the arguments travel
+    with them), so they cross DataLoader worker processes and load back from saved predictions
+    even though the class is not a module attribute."""
+    spec = (class_name, list(names), dict(flip_map or {}), [list(c) for c in connections])
+    key = _spec_key(spec)
+    if key not in _MADE_CLASSES:
+        attributes = {"NAMES": list(spec[1]), "FLIP_MAP": dict(spec[2]), "CONNECTIONS": list(spec[3]),
+                      "_MADE_FROM": spec, "__reduce__": _reduce_made_keypoints}
+        _MADE_CLASSES[key] = type(class_name, (Keypoints,), attributes)
+    return _MADE_CLASSES[key]
+
+
+def _reduce_made_keypoints(self):
+    return _rebuild_made_keypoints, (type(self)._MADE_FROM, self.__dict__)
+
+
+def _rebuild_made_keypoints(spec, state):
+    """Unpickle an instance of a make_keypoints_class class (see there)."""
+    instance = object.__new__(make_keypoints_class(*spec))
+    instance.__dict__.update(state)
+    return instance
 
 
 _PERSON_SKELETON = [

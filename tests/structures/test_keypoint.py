@@ -137,3 +137,31 @@ def test_kp_connections_matches_person_table():
     assert kp_connections(PersonKeypoints.NAMES) == PersonKeypoints.CONNECTIONS
     reordered = list(reversed(PersonKeypoints.NAMES))
     assert kp_connections(reordered)[0] == [reordered.index("left_eye"), reordered.index("right_eye")]
+
+
+class _KeypointsDataset(torch.utils.data.Dataset):
+    """Yields keypoints of a class made at run time (as the shapes keypoint data does)."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        Shape = make_keypoints_class("TriangleKeypoints", ["top", "left", "right"], {"left": "right"})
+        return Shape(torch.full((1, 3, 3), float(index)), (10, 10))
+
+
+def test_made_keypoint_classes_pickle_and_cross_worker_processes():
+    import pickle
+
+    Shape = make_keypoints_class("TriangleKeypoints", ["top", "left", "right"], {"left": "right"})
+    assert make_keypoints_class("TriangleKeypoints", ["top", "left", "right"], {"left": "right"}) is Shape
+    keypoints = Shape(torch.rand(2, 3, 3), (10, 10))
+    keypoints.add_field("scores", torch.ones(2, 3))
+    restored = pickle.loads(pickle.dumps(keypoints))
+    assert type(restored) is Shape
+    assert torch.equal(restored.keypoints, keypoints.keypoints)
+    assert torch.equal(restored.get_field("scores"), keypoints.get_field("scores"))
+    # a DataLoader worker pickles each sample back to the main process
+    loader = torch.utils.data.DataLoader(_KeypointsDataset(), batch_size=None, num_workers=1)
+    values = [float(sample.keypoints[0, 0, 0]) for sample in loader]
+    assert values == [0.0, 1.0]
