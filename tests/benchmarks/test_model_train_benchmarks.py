@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.tool_modules import REPO_ROOT as REPO
+
 BENCHMARKS = os.path.join(REPO, "benchmarks")
 
 # R-50-FPN kept, but few proposals, RoIs and detections, so a step takes well under a second

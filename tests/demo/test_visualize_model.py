@@ -1,13 +1,13 @@
 """A model's detections on the first validation images in one PNG: render_model_predictions (what
 `make train` calls) and tools/visualize.py --source model, on a tiny generated shapes split."""
-import importlib.util
 import os
 
 import cv2
 
 from maskrcnn.config import cfg as default_cfg
 from maskrcnn.engine.visualization import build_plain_dataset, render_model_predictions
-from tiny_detector import REPO_ROOT, detecting_config_file, detecting_model, tiny_cfg  # noqa: F401 (fixture)
+from tests.tool_modules import load_script
+from tiny_detector import detecting_config_file, detecting_model, tiny_cfg  # noqa: F401 (fixture)
 
 TINY_SHAPES = ["DATASETS.SHAPES.NUM_VAL_IMAGES", 3, "DATASETS.SHAPES.IMAGE_SIZE", 64]
 
@@ -25,9 +25,7 @@ def test_render_model_predictions(shapes_data_dir, tmp_path):
 
 def test_visualize_tool_runs_the_trained_model(shapes_data_dir, detecting_config_file, tmp_path, capsys):
     config_file, _ = detecting_config_file
-    spec = importlib.util.spec_from_file_location("visualize_tool", os.path.join(REPO_ROOT, "tools", "visualize.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/visualize.py", "visualize_tool")
     folder = tmp_path / "detections"
     code = tool.main(["--config-file", config_file, "--source", "model", "--num-images", "2",
                       "--output", str(folder)] + [str(v) for v in TINY_SHAPES])

@@ -1,7 +1,6 @@
 """demo/webcam.py headless: a generated video in, an annotated video out with the frames asked
 for; a folder of images in, a folder of annotated images out; clear errors for a camera that
 cannot be opened and an input that does not exist."""
-import importlib.util
 import logging
 import os
 import subprocess
@@ -11,17 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from tiny_detector import REPO_ROOT, detecting_config_file  # noqa: F401 (fixture)
+from tests.tool_modules import load_script, repo_path
+from tiny_detector import detecting_config_file  # noqa: F401 (fixture)
 
-WEBCAM = os.path.join(REPO_ROOT, "demo", "webcam.py")
+WEBCAM = repo_path("demo/webcam.py")
 
 
 @pytest.fixture(scope="module")
 def webcam():
-    spec = importlib.util.spec_from_file_location("demo_webcam", WEBCAM)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
+    yield load_script("demo/webcam.py", "demo_webcam")
     # main() sends the "maskrcnn" log to the (captured) stdout of its test: detach that handler
     logger = logging.getLogger("maskrcnn")
     for handler in [h for h in logger.handlers if getattr(h, "_maskrcnn_setup", False)]:

@@ -3,63 +3,20 @@ shadow it). A tiny Mask R-CNN / Keypoint R-CNN (R-18-FPN, random weights) that d
 deterministically: the RPN's box regression is zeroed (proposals are anchors), the box
 classifier's bias makes every proposal a confident detection of one class of the shapes data
 (label 1, "circle", by default) and the box regression is zeroed too."""
-import os
-
 import pytest
 import torch
 
-from maskrcnn.config import cfg as default_cfg
-from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.structures.box_convention import set_legacy_plus_one
+from tests.tiny_models import (CPU_4_CLASSES, FEW_TEST_PROPOSALS, KEYPOINT_FPN, MASK_FPN, R18_FPN, SMALL_TEST_IMAGES,
+                               make_cfg, seeded_model, zero_box_regression)
 
-FPN_SCALES = (0.25, 0.125, 0.0625, 0.03125)
-
-TINY_R18_FPN = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.ROI_BOX_HEAD.NUM_CLASSES", 4,
-    "MODEL.RPN.PRE_NMS_TOP_N_TEST", 100,
-    "MODEL.RPN.POST_NMS_TOP_N_TEST", 10,
-    "MODEL.RPN.FPN_POST_NMS_TOP_N_TEST", 10,
-    "MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
-    "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithFixedBatchNorm",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-    "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 32,
-    "MODEL.RPN.USE_FPN", True,
-    "MODEL.RPN.ANCHOR_STRIDE", (4, 8, 16, 32, 64),
-    "MODEL.RPN.ANCHOR_SIZES", (8, 16, 32, 64, 128),
-    "MODEL.ROI_HEADS.USE_FPN", True,
+TINY_R18_FPN = CPU_4_CLASSES + FEW_TEST_PROPOSALS + R18_FPN + MASK_FPN + SMALL_TEST_IMAGES + [
     "MODEL.ROI_HEADS.DETECTIONS_PER_IMG", 5,
-    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_BOX_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FPN2MLPFeatureExtractor",
-    "MODEL.ROI_BOX_HEAD.PREDICTOR", "FPNPredictor",
-    "MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM", 64,
-    "MODEL.MASK_ON", True,
-    "MODEL.ROI_MASK_HEAD.FEATURE_EXTRACTOR", "MaskRCNNFPNFeatureExtractor",
-    "MODEL.ROI_MASK_HEAD.PREDICTOR", "MaskRCNNC4Predictor",
-    "MODEL.ROI_MASK_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_MASK_HEAD.CONV_LAYERS", (16, 16),
-    "MODEL.ROI_MASK_HEAD.RESOLUTION", 14,
-    "MODEL.ROI_MASK_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
-    "INPUT.MIN_SIZE_TEST", 64,
-    "INPUT.MAX_SIZE_TEST", 96,
-    "DATALOADER.SIZE_DIVISIBILITY", 32,
     "DATASETS.TRAIN", ("shapes_train",),
     "DATASETS.TEST", ("shapes_val",),
 ]
 
-KEYPOINTS = [
-    "MODEL.KEYPOINT_ON", True,
-    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS", (16, 16),
-    "MODEL.ROI_KEYPOINT_HEAD.RESOLUTION", 28,
-    "MODEL.ROI_KEYPOINT_HEAD.NUM_CLASSES", 3,
-    "MODEL.ROI_KEYPOINT_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
+KEYPOINTS = KEYPOINT_FPN + [
     "DATASETS.TRAIN", ("keypoints_shapes_train",),
     "DATASETS.TEST", ("keypoints_shapes_val",),
 ]
@@ -70,15 +27,12 @@ DETECTED_LABEL = 1
 def make_detecting(model, label=DETECTED_LABEL):
     """Every proposal becomes a confident detection of ``label`` at its anchor box; masks
     cover their whole box and keypoints score above the drawing threshold."""
+    zero_box_regression(model)  # proposals are anchors (not degenerate boxes)
     predictor = model.roi_heads.box.predictor
     with torch.no_grad():
-        model.rpn.head.bbox_pred.weight.zero_()  # proposals are anchors (not degenerate boxes)
-        model.rpn.head.bbox_pred.bias.zero_()
         predictor.cls_score.weight.zero_()
         predictor.cls_score.bias.zero_()
         predictor.cls_score.bias[label] = 12.0
-        predictor.bbox_pred.weight.zero_()
-        predictor.bbox_pred.bias.zero_()
         if hasattr(model.roi_heads, "mask"):
             logits = model.roi_heads.mask.predictor.mask_fcn_logits
             logits.weight.zero_()
@@ -93,15 +47,12 @@ def make_detecting(model, label=DETECTED_LABEL):
 def tiny_cfg(output_dir, *opts):
     """The tiny config plus KEY VALUE pairs ``opts``, OUTPUT_DIR ``output_dir`` (so no stray
     checkpoint of the working directory is loaded)."""
-    cfg = default_cfg.clone()
-    cfg.merge_from_list(TINY_R18_FPN + ["OUTPUT_DIR", str(output_dir)] + list(opts))
-    return cfg
+    return make_cfg(*TINY_R18_FPN, "OUTPUT_DIR", str(output_dir), *opts)
 
 
 def detecting_model(cfg, label=DETECTED_LABEL):
     """The tiny model of ``cfg`` (seeded), made to detect ``label`` deterministically."""
-    torch.manual_seed(0)
-    return make_detecting(build_detection_model(cfg), label)
+    return make_detecting(seeded_model(cfg), label)
 
 
 @pytest.fixture(scope="module")
@@ -118,5 +69,3 @@ def detecting_config_file(tmp_path_factory):
     config_file.write_text(cfg.dump())
     return str(config_file), str(weights)
 
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

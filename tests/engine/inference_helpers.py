@@ -4,46 +4,17 @@ import hashlib
 
 import torch
 
-from maskrcnn.config import cfg as default_cfg
-from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.structures.bounding_box import BoxList
-
-FPN_SCALES = (0.25, 0.125, 0.0625, 0.03125)
+from tests.tiny_models import CPU_4_CLASSES, MASK_FPN, R18_FPN, make_cfg, seeded_model, zero_box_regression
 
 # a small random model that still returns detections (score threshold 0) on 64-pixel images
-TINY_MASK_RCNN = [
-    "MODEL.DEVICE", "cpu",
+TINY_MASK_RCNN = CPU_4_CLASSES + R18_FPN + MASK_FPN + [
     "MODEL.META_ARCHITECTURE", "GeneralizedRCNN",
-    "MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
-    "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithFixedBatchNorm",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-    "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 32,
-    "MODEL.RPN.USE_FPN", True,
-    "MODEL.RPN.ANCHOR_STRIDE", (4, 8, 16, 32, 64),
-    "MODEL.RPN.ANCHOR_SIZES", (8, 16, 32, 64, 128),
     "MODEL.RPN.PRE_NMS_TOP_N_TEST", 100,
     "MODEL.RPN.POST_NMS_TOP_N_TEST", 20,
     "MODEL.RPN.FPN_POST_NMS_TOP_N_TEST", 20,
-    "MODEL.ROI_HEADS.USE_FPN", True,
     "MODEL.ROI_HEADS.SCORE_THRESH", 0.0,
     "MODEL.ROI_HEADS.DETECTIONS_PER_IMG", 10,
-    "MODEL.ROI_BOX_HEAD.NUM_CLASSES", 4,
-    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_BOX_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FPN2MLPFeatureExtractor",
-    "MODEL.ROI_BOX_HEAD.PREDICTOR", "FPNPredictor",
-    "MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM", 64,
-    "MODEL.MASK_ON", True,
-    "MODEL.ROI_MASK_HEAD.FEATURE_EXTRACTOR", "MaskRCNNFPNFeatureExtractor",
-    "MODEL.ROI_MASK_HEAD.PREDICTOR", "MaskRCNNC4Predictor",
-    "MODEL.ROI_MASK_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_MASK_HEAD.CONV_LAYERS", (16, 16),
-    "MODEL.ROI_MASK_HEAD.RESOLUTION", 14,
-    "MODEL.ROI_MASK_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
-    "DATALOADER.SIZE_DIVISIBILITY", 32,
     "DATALOADER.NUM_WORKERS", 0,
     "DATASETS.TRAIN", ("shapes_train",),
     "DATASETS.TEST", ("shapes_val",),
@@ -56,23 +27,17 @@ TINY_MASK_RCNN = [
 
 
 def tiny_cfg(output_dir, *opts):
-    cfg = default_cfg.clone()
-    cfg.merge_from_list(TINY_MASK_RCNN + ["OUTPUT_DIR", str(output_dir)] + list(opts))
-    return cfg
+    return make_cfg(*TINY_MASK_RCNN, "OUTPUT_DIR", str(output_dir), *opts)
 
 
 def tiny_model(cfg, seed=0):
     """A seeded random model whose detections are its anchors (box regressions zeroed), so some
     overlap the shapes and the APs are not all zero; the class scores get a wider spread so scores
     are distinct."""
-    torch.manual_seed(seed)
-    model = build_detection_model(cfg)
+    model = seeded_model(cfg, seed)
     with torch.no_grad():
         model.roi_heads.box.predictor.cls_score.weight.normal_(0, 0.02)
-        for layer in (model.rpn.head.bbox_pred, model.roi_heads.box.predictor.bbox_pred):
-            layer.weight.zero_()
-            layer.bias.zero_()
-    return model
+    return zero_box_regression(model)
 
 
 def free_port():

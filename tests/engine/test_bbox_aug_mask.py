@@ -12,6 +12,7 @@ from maskrcnn.structures.box_convention import set_legacy_plus_one
 from maskrcnn.structures.image_list import to_image_list
 
 from inference_helpers import tiny_cfg, tiny_model
+from tests.tiny_models import KEYPOINT_FPN
 
 # three views: plain (shorter side 64, longer at most 64), its mirror, a smaller scale
 FLIPS_AND_SCALES = ["TEST.BBOX_AUG.H_FLIP", True, "TEST.BBOX_AUG.SCALES", (48,), "TEST.BBOX_AUG.MAX_SIZE", 80]
@@ -29,22 +30,10 @@ def _images():
             rng.integers(0, 256, size=(48, 72, 3), dtype=np.uint8)]
 
 
-KEYPOINTS = [
-    "MODEL.KEYPOINT_ON", True,
-    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SCALES", (0.25, 0.125, 0.0625, 0.03125),
-    "MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS", (16, 16),
-    "MODEL.ROI_KEYPOINT_HEAD.RESOLUTION", 28,
-    "MODEL.ROI_KEYPOINT_HEAD.NUM_CLASSES", 3,
-    "MODEL.ROI_KEYPOINT_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
-]
-
-
 def test_single_view_mask_keypoint_rcnn_equals_plain_inference(tmp_path):
     """Mask and keypoint heads both run, in order, on the merged boxes."""
-    plain_cfg = tiny_cfg(tmp_path, *KEYPOINTS)
-    aug_cfg = tiny_cfg(tmp_path, "TEST.BBOX_AUG.ENABLED", True, *KEYPOINTS)
+    plain_cfg = tiny_cfg(tmp_path, *KEYPOINT_FPN)
+    aug_cfg = tiny_cfg(tmp_path, "TEST.BBOX_AUG.ENABLED", True, *KEYPOINT_FPN)
     plain_model, aug_model = tiny_model(plain_cfg).eval(), tiny_model(aug_cfg).eval()
     aug_model.load_state_dict(plain_model.state_dict())
 

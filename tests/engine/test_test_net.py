@@ -1,6 +1,5 @@
 """tools/test_net.py: --help, a missing --ckpt, which weights it picks, and (as a subprocess, on a
 checkpoint written by Checkpointer) the same APs and predictions that run_test gives in-process."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,21 +14,18 @@ from maskrcnn.utils.checkpoint import Checkpointer
 from maskrcnn.utils.miscellaneous import save_config
 
 from inference_helpers import assert_same_predictions, tiny_cfg, tiny_model
+from tests.tool_modules import REPO_ROOT, load_script, repo_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TEST_NET = os.path.join(ROOT, "tools", "test_net.py")
+TEST_NET = repo_path("tools/test_net.py")
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("test_net_tool", TEST_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/test_net.py", "test_net_tool")
 
 
 def _env(**extra):
     env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     env.update(extra)
     return env

@@ -10,11 +10,12 @@ import yaml
 
 from maskrcnn.utils.metrics_json import read_metrics
 
-from train_opts import REPO, TINY_TRAIN, TRAIN_NET
+from train_opts import TINY_TRAIN, TRAIN_NET
+from tests.tool_modules import REPO_ROOT
 
 
 def _run(command, env):
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result.stdout
 
@@ -22,7 +23,7 @@ def _run(command, env):
 @pytest.mark.slow
 def test_train_evaluate_then_test_net_reproduces(data_dir, tmp_path):
     out = tmp_path / "out"
-    env = dict(os.environ, MASKRCNN_DATA_DIR=str(data_dir), OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    env = dict(os.environ, MASKRCNN_DATA_DIR=str(data_dir), OMP_NUM_THREADS="1", PYTHONPATH=REPO_ROOT)
     stdout = _run([sys.executable, TRAIN_NET] + TINY_TRAIN + [
         "SEED", "-1", "SOLVER.MAX_ITER", "2", "SOLVER.TEST_PERIOD", "1",
         "MODEL.ROI_HEADS.SCORE_THRESH", "0.0", "OUTPUT_DIR", str(out)], env)
@@ -41,7 +42,7 @@ def test_train_evaluate_then_test_net_reproduces(data_dir, tmp_path):
     with open(out / "inference" / "shapes_val" / "coco_results.json") as f:
         trained = json.load(f)
 
-    stdout = _run([sys.executable, os.path.join(REPO, "tools", "test_net.py"),
+    stdout = _run([sys.executable, os.path.join(REPO_ROOT, "tools", "test_net.py"),
                    "--config-file", str(out / "config.yml")], env)
     assert "model_final.pth" in stdout
     with open(out / "inference" / "shapes_val" / "coco_results.json") as f:

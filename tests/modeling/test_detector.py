@@ -1,8 +1,6 @@
 """GeneralizedRCNN end to end on CPU: Faster R-CNN R-50-C4, R-50-FPN and a small R-18-FPN built
 from the default config (keys merged in code), one train step and one eval forward on tiny
 random images."""
-import math
-
 import pytest
 import torch
 
@@ -12,38 +10,10 @@ from maskrcnn.modeling.detector.generalized_rcnn import GeneralizedRCNN
 from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.box_convention import legacy_plus_one, set_legacy_plus_one
 from maskrcnn.structures.image_list import to_image_list
+from tests.tiny_models import FPN_BOX_HEAD, R18_FPN, SMALL, SMALL_TEST_IMAGES, assert_pinned_losses, seeded_losses
+from tests.tiny_models import make_cfg as tiny_cfg
 
-FPN_SCALES = (0.25, 0.125, 0.0625, 0.03125)
-
-# few anchors / proposals / sampled RoIs so that a step takes well under a second
-SMALL = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.ROI_BOX_HEAD.NUM_CLASSES", 4,
-    "MODEL.RPN.PRE_NMS_TOP_N_TRAIN", 200,
-    "MODEL.RPN.POST_NMS_TOP_N_TRAIN", 20,
-    "MODEL.RPN.PRE_NMS_TOP_N_TEST", 100,
-    "MODEL.RPN.POST_NMS_TOP_N_TEST", 10,
-    "MODEL.RPN.FPN_POST_NMS_TOP_N_TRAIN", 20,
-    "MODEL.RPN.FPN_POST_NMS_TOP_N_TEST", 10,
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", 32,
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16,
-    "INPUT.MIN_SIZE_TEST", 64,
-    "INPUT.MAX_SIZE_TEST", 96,
-]
-
-FPN = [
-    "MODEL.RPN.USE_FPN", True,
-    "MODEL.RPN.ANCHOR_STRIDE", (4, 8, 16, 32, 64),
-    "MODEL.RPN.ANCHOR_SIZES", (8, 16, 32, 64, 128),
-    "MODEL.ROI_HEADS.USE_FPN", True,
-    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_BOX_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FPN2MLPFeatureExtractor",
-    "MODEL.ROI_BOX_HEAD.PREDICTOR", "FPNPredictor",
-    "DATALOADER.SIZE_DIVISIBILITY", 32,
-]
-
+# the R-18-FPN, R-50-FPN and R-50-C4 detectors, each with few anchors / proposals / sampled RoIs
 CONFIGS = {
     # the res5 box head costs ~0.7 GMAC per RoI: sample fewer RoIs
     "R-50-C4": [
@@ -51,14 +21,8 @@ CONFIGS = {
         "MODEL.RPN.ANCHOR_SIZES", (16, 32, 64),
         "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 6,
     ],
-    "R-50-FPN": ["MODEL.BACKBONE.CONV_BODY", "R-50-FPN", "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 256] + FPN,
-    "R-18-FPN": [
-        "MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
-        "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithFixedBatchNorm",
-        "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-        "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 32,
-        "MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM", 64,
-    ] + FPN,
+    "R-50-FPN": ["MODEL.BACKBONE.CONV_BODY", "R-50-FPN", "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 256] + FPN_BOX_HEAD,
+    "R-18-FPN": R18_FPN,
 }
 
 
@@ -70,9 +34,7 @@ def _restore_box_convention():
 
 
 def make_cfg(name, *opts):
-    cfg = default_cfg.clone()
-    cfg.merge_from_list(SMALL + CONFIGS[name] + list(opts))
-    return cfg
+    return tiny_cfg(*(SMALL + SMALL_TEST_IMAGES + CONFIGS[name]), *opts)
 
 
 def images_and_targets(legacy=True):
@@ -228,18 +190,9 @@ def test_pinned_losses_r18_fpn():
     from torch.manual_seed(1)) and printing the losses; a change means a silent behaviour change
     in initialisation, anchors, matching, sampling, pooling or the loss formulas.
     """
-    torch.manual_seed(0)
-    model = build_detection_model(make_cfg("R-18-FPN")).train()
-    generator = torch.Generator().manual_seed(1)
-    image = torch.randn(3, 64, 96, generator=generator)
     gt = BoxList(torch.tensor([[10.0, 8.0, 50.0, 40.0], [40.0, 20.0, 90.0, 60.0]]), (96, 64))
     gt.add_field("labels", torch.tensor([1, 3]))
-    torch.manual_seed(2)  # the samplers' draws
-    losses = {k: v.item() for k, v in model([image], [gt]).items()}
-    expected = PINNED_R18_FPN_LOSSES
-    assert set(losses) == set(expected)
-    for name, value in expected.items():
-        assert math.isclose(losses[name], value, rel_tol=1e-3, abs_tol=1e-7), (name, losses[name], value)
+    assert_pinned_losses(seeded_losses(make_cfg("R-18-FPN"), [gt]), PINNED_R18_FPN_LOSSES, abs_tol=1e-7)
 
 
 # printed by this test's code on torch 2.13.0 (CPU build), 1 and 2 threads agreeing to 1e-6

@@ -2,7 +2,6 @@
 shrunk by overrides to a few proposals and narrow heads: a train step on two tiny images (one with
 no ground truth) reaches every trainable parameter, an eval forward returns detections, and seeded
 losses are pinned so that a silent change of behaviour fails."""
-import math
 import os
 
 import pytest
@@ -13,24 +12,13 @@ from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.box_convention import set_legacy_plus_one
 from maskrcnn.structures.segmentation_mask import SegmentationMask
+from tests.tiny_models import SMALL, assert_pinned_losses, seeded_losses
+from tests.tool_modules import repo_path
 
-CONFIG_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
+CONFIG_ROOT = repo_path("configs")
 
-# few proposals and sampled RoIs, 4 classes, every detection kept
-SMALL = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.WEIGHT", "",
-    "MODEL.ROI_BOX_HEAD.NUM_CLASSES", 4,
-    "MODEL.RPN.PRE_NMS_TOP_N_TRAIN", 200,
-    "MODEL.RPN.POST_NMS_TOP_N_TRAIN", 20,
-    "MODEL.RPN.PRE_NMS_TOP_N_TEST", 100,
-    "MODEL.RPN.POST_NMS_TOP_N_TEST", 10,
-    "MODEL.RPN.FPN_POST_NMS_TOP_N_TRAIN", 20,
-    "MODEL.RPN.FPN_POST_NMS_TOP_N_TEST", 10,
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", 32,
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16,
-    "MODEL.ROI_HEADS.SCORE_THRESH", 0.0,
-]
+# few proposals and sampled RoIs, 4 classes, every detection kept, no pretrained weights
+SMALL_RANDOM = SMALL + ["MODEL.WEIGHT", "", "MODEL.ROI_HEADS.SCORE_THRESH", 0.0]
 
 # narrow heads (GroupNorm's 32 groups still divide them)
 NARROW_FPN_HEADS = [
@@ -59,7 +47,7 @@ def make_cfg(name, *opts):
     path, extra = RECIPES[name]
     cfg = default_cfg.clone()
     cfg.merge_from_file(os.path.join(CONFIG_ROOT, path))
-    cfg.merge_from_list(SMALL + extra + list(opts))
+    cfg.merge_from_list(SMALL_RANDOM + extra + list(opts))
     return cfg
 
 
@@ -123,16 +111,12 @@ def test_recipe_parts_are_the_ones_asked_for():
     assert "roi_heads.mask.feature_extractor.mask_fcn1.weight" in dcn.state_dict()
 
 
-def seeded_losses(name):
+def recipe_losses(name):
     """One image (seed 1) with two boxes, the model from seed 0, the samplers from seed 2."""
-    torch.manual_seed(0)
-    model = build_detection_model(make_cfg(name)).train()
-    image = torch.randn(3, 64, 96, generator=torch.Generator().manual_seed(1))
-    torch.manual_seed(2)
-    return {k: v.item() for k, v in model([image], [ground_truth()]).items()}
+    return seeded_losses(make_cfg(name), [ground_truth()])
 
 
-# printed by seeded_losses on torch 2.13.0 (CPU build), 1 and 2 threads agreeing to 1e-6; a change
+# printed by recipe_losses on torch 2.13.0 (CPU build), 1 and 2 threads agreeing to 1e-6; a change
 # means a silent change of initialisation, anchors, matching, sampling, pooling, normalisation,
 # deformable sampling or the loss formulas
 PINNED_LOSSES = {
@@ -156,8 +140,4 @@ PINNED_LOSSES = {
 
 @pytest.mark.parametrize("name", sorted(PINNED_LOSSES))
 def test_pinned_seeded_losses(name):
-    losses = seeded_losses(name)
-    expected = PINNED_LOSSES[name]
-    assert set(losses) == set(expected)
-    for key, value in expected.items():
-        assert math.isclose(losses[key], value, rel_tol=1e-3, abs_tol=1e-6), (key, losses[key], value)
+    assert_pinned_losses(recipe_losses(name), PINNED_LOSSES[name])

@@ -10,9 +10,11 @@ from maskrcnn.modeling.backbone import fbnet_builder as fb
 from maskrcnn.modeling.fold_batch_norm import fold_batch_norms, fold_batch_norms_from_cfg, fold_conv_bn
 from maskrcnn.modeling.inference_setup import optimize_for_inference, optimize_for_inference_from_cfg
 from maskrcnn.modeling.detector import build_detection_model
-from tests.modeling.test_detector import make_cfg
-from tests.modeling.test_mask_keypoint_rcnn import MASK_FPN, R18_FPN
-from tests.modeling.test_mask_keypoint_rcnn import make_cfg as mask_rcnn_cfg
+from tests.tiny_models import MASK_FPN, R18_FPN, SMALL, SMALL_TEST_IMAGES, make_cfg, seeded_model
+
+# test_detector's R-18-FPN Faster R-CNN, and test_mask_keypoint_rcnn's Mask R-CNN keeping every detection
+FASTER_R18_FPN = SMALL + SMALL_TEST_IMAGES + R18_FPN
+MASK_R18_FPN = SMALL + ["MODEL.ROI_HEADS.SCORE_THRESH", 0.0] + R18_FPN + MASK_FPN
 
 
 def _randomize_norms(model, seed=0):
@@ -31,6 +33,18 @@ def _randomize_norms(model, seed=0):
 
 def _norms(model):
     return [m for m in model.modules() if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d))]
+
+
+def _detections_before_and_after(cfg, transform):
+    """(model, transform(cfg, model), the detections of each on one random 64 x 96 image): the model
+    is cfg's (seed 0) with randomized batch norms, in eval mode."""
+    model = _randomize_norms(seeded_model(cfg)).eval()
+    image = torch.randn(3, 64, 96)
+    with torch.no_grad():
+        expected = model([image])[0]
+        transformed = transform(cfg, model)
+        actual = transformed([image])[0]
+    return model, transformed, expected, actual
 
 
 @pytest.mark.parametrize("body, trans_func", [
@@ -111,14 +125,8 @@ def test_fold_conv_bn_with_bias_and_double_and_errors():
 
 
 def test_detector_eval_outputs_match_after_folding_and_cfg_switch():
-    cfg = make_cfg("R-18-FPN")
-    torch.manual_seed(0)
-    model = _randomize_norms(build_detection_model(cfg)).eval()
-    image = torch.randn(3, 64, 96)
-    with torch.no_grad():
-        expected = model([image])[0]
-        folded = fold_batch_norms_from_cfg(cfg, model)
-        actual = folded([image])[0]
+    cfg = make_cfg(*FASTER_R18_FPN)
+    model, folded, expected, actual = _detections_before_and_after(cfg, fold_batch_norms_from_cfg)
     assert folded.folded_batch_norms > 0 and not _norms(folded.backbone)
     assert len(actual) == len(expected)
     torch.testing.assert_close(actual.bbox, expected.bbox, rtol=1e-3, atol=1e-3)
@@ -129,14 +137,8 @@ def test_detector_eval_outputs_match_after_folding_and_cfg_switch():
 
 
 def test_channels_last_inference_model_matches_and_leaves_the_original_alone():
-    cfg = mask_rcnn_cfg(*(R18_FPN + MASK_FPN + ["MODEL.ROI_HEADS.SCORE_THRESH", 0.0]))
-    torch.manual_seed(0)
-    model = _randomize_norms(build_detection_model(cfg)).eval()
-    image = torch.randn(3, 64, 96)
-    with torch.no_grad():
-        expected = model([image])[0]
-        optimized = optimize_for_inference_from_cfg(cfg, model)
-        actual = optimized([image])[0]
+    model, optimized, expected, actual = _detections_before_and_after(make_cfg(*MASK_R18_FPN),
+                                                                      optimize_for_inference_from_cfg)
     stem = optimized.backbone.body.stem.conv1.weight
     assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
     assert model.backbone.body.stem.conv1.weight.is_contiguous() and _norms(model.backbone)
@@ -153,7 +155,7 @@ def test_channels_last_inference_model_matches_and_leaves_the_original_alone():
 def test_predictor_folds_the_model_it_builds(tmp_path, fold):
     from maskrcnn.engine.predictor import Predictor
 
-    cfg = make_cfg("R-18-FPN", "OUTPUT_DIR", str(tmp_path), "TEST.FOLD_BN", fold)
+    cfg = make_cfg(*FASTER_R18_FPN, "OUTPUT_DIR", str(tmp_path), "TEST.FOLD_BN", fold)
     predictor = Predictor(cfg)
     assert bool(_norms(predictor.model.backbone)) is not fold
     assert predictor.model.backbone.body.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)

@@ -1,73 +1,18 @@
 """Mask R-CNN and Keypoint R-CNN end to end on CPU: a train step (every trainable parameter gets a
 gradient) and an eval forward on tiny images, R-18-FPN (and R-50-C4 with the shared res5 head)."""
-import math
-
 import pytest
 import torch
 
-from maskrcnn.config import cfg as default_cfg
 from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.box_convention import set_legacy_plus_one
 from maskrcnn.structures.keypoint import Keypoints
 from maskrcnn.structures.segmentation_mask import SegmentationMask
+from tests.tiny_models import KEYPOINT_FPN, MASK_FPN, R18_FPN, SMALL, assert_pinned_losses, seeded_losses
+from tests.tiny_models import make_cfg as tiny_cfg
 
-FPN_SCALES = (0.25, 0.125, 0.0625, 0.03125)
-
-SMALL = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.ROI_BOX_HEAD.NUM_CLASSES", 4,
-    "MODEL.RPN.PRE_NMS_TOP_N_TRAIN", 200,
-    "MODEL.RPN.POST_NMS_TOP_N_TRAIN", 20,
-    "MODEL.RPN.PRE_NMS_TOP_N_TEST", 100,
-    "MODEL.RPN.POST_NMS_TOP_N_TEST", 10,
-    "MODEL.RPN.FPN_POST_NMS_TOP_N_TRAIN", 20,
-    "MODEL.RPN.FPN_POST_NMS_TOP_N_TEST", 10,
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", 32,
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16,
-    "MODEL.ROI_HEADS.SCORE_THRESH", 0.0,  # an untrained model still returns detections
-]
-
-R18_FPN = [
-    "MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
-    "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithFixedBatchNorm",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-    "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 32,
-    "MODEL.RPN.USE_FPN", True,
-    "MODEL.RPN.ANCHOR_STRIDE", (4, 8, 16, 32, 64),
-    "MODEL.RPN.ANCHOR_SIZES", (8, 16, 32, 64, 128),
-    "MODEL.ROI_HEADS.USE_FPN", True,
-    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_BOX_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FPN2MLPFeatureExtractor",
-    "MODEL.ROI_BOX_HEAD.PREDICTOR", "FPNPredictor",
-    "MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM", 64,
-    "DATALOADER.SIZE_DIVISIBILITY", 32,
-]
-
-MASK_FPN = [
-    "MODEL.MASK_ON", True,
-    "MODEL.ROI_MASK_HEAD.FEATURE_EXTRACTOR", "MaskRCNNFPNFeatureExtractor",
-    "MODEL.ROI_MASK_HEAD.PREDICTOR", "MaskRCNNC4Predictor",
-    "MODEL.ROI_MASK_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_MASK_HEAD.CONV_LAYERS", (16, 16),
-    "MODEL.ROI_MASK_HEAD.RESOLUTION", 14,
-    "MODEL.ROI_MASK_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
-]
-
-KEYPOINT_FPN = [
-    "MODEL.KEYPOINT_ON", True,
-    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS", (16, 16),
-    "MODEL.ROI_KEYPOINT_HEAD.RESOLUTION", 28,
-    "MODEL.ROI_KEYPOINT_HEAD.NUM_CLASSES", 3,
-    "MODEL.ROI_KEYPOINT_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
-]
+# an untrained model still returns detections
+SMALL_KEEPING_EVERY_DETECTION = SMALL + ["MODEL.ROI_HEADS.SCORE_THRESH", 0.0]
 
 
 class TriangleKeypoints(Keypoints):
@@ -82,9 +27,7 @@ def _restore_box_convention():
 
 
 def make_cfg(*opts):
-    cfg = default_cfg.clone()
-    cfg.merge_from_list(SMALL + list(opts))
-    return cfg
+    return tiny_cfg(*SMALL_KEEPING_EVERY_DETECTION, *opts)
 
 
 def images_and_targets(mask_mode="poly"):
@@ -219,15 +162,9 @@ def test_pinned_losses_mask_and_keypoint_r18_fpn():
     """Seeded losses of the R-18-FPN Mask + Keypoint R-CNN on one image (seed 1; model seed 0,
     samplers seed 2), printed by this code on torch 2.13.0 (CPU): a change means a silent change
     of mask targets, keypoint heat-map targets or their losses (or of what they depend on)."""
-    torch.manual_seed(0)
-    model = build_detection_model(make_cfg(*(R18_FPN + MASK_FPN + KEYPOINT_FPN))).train()
     _, targets = images_and_targets()
-    image = torch.randn(3, 64, 96, generator=torch.Generator().manual_seed(1))
-    torch.manual_seed(2)
-    losses = {k: v.item() for k, v in model([image], targets[:1]).items()}
-    assert set(losses) == set(PINNED_MASK_KEYPOINT_LOSSES)
-    for name, value in PINNED_MASK_KEYPOINT_LOSSES.items():
-        assert math.isclose(losses[name], value, rel_tol=1e-3, abs_tol=1e-6), (name, losses[name], value)
+    losses = seeded_losses(make_cfg(*(R18_FPN + MASK_FPN + KEYPOINT_FPN)), targets[:1])
+    assert_pinned_losses(losses, PINNED_MASK_KEYPOINT_LOSSES)
 
 
 # 1 and 2 threads agreeing to 1e-6 (the box and RPN terms equal test_detector's R-18-FPN ones: the

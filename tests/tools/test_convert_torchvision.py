@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 from collections import OrderedDict
@@ -12,8 +11,9 @@ from maskrcnn.modeling.backbone import build_backbone
 from maskrcnn.modeling.rpn.rpn import build_rpn
 from maskrcnn.utils.model_serialization import load_state_dict
 from maskrcnn.utils.torchvision_conversion import convert_torchvision_state_dict
+from tests.tool_modules import REPO_ROOT as ROOT
+from tests.tool_modules import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "torchvision_detection_keys.json")
 
 
@@ -230,11 +230,7 @@ def test_converted_backbone_and_rpn_load_into_ours(torchvision_keys, ours_r50_fp
 
 
 def _load_cli():
-    path = os.path.join(ROOT, "tools", "convert_torchvision.py")
-    spec = importlib.util.spec_from_file_location("convert_torchvision", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/convert_torchvision.py", "convert_torchvision")
 
 
 def test_cli_round_trip(tmp_path, capsys):
@@ -261,11 +257,7 @@ def test_cli_round_trip(tmp_path, capsys):
 
 
 def _load_fixture_tool():
-    path = os.path.join(ROOT, "tools", "make_torchvision_fixture.py")
-    spec = importlib.util.spec_from_file_location("make_torchvision_fixture", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # imports torchvision only inside main()
-    return module
+    return load_script("tools/make_torchvision_fixture.py", "make_torchvision_fixture")  # torchvision only in main()
 
 
 def test_outputs_match_torchvision_with_shared_seeded_weights(torchvision_keys, ours_r50_fpn):

@@ -6,75 +6,35 @@ no two detections tie at a saturated score that runtimes could order differently
 classifier's bias tilted so that it detects mostly class 1 but several classes, on a smooth random
 image; the assertions check that it does.
 """
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 import torch
 
-from maskrcnn.config import cfg as default_cfg
 from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.modeling.export import ExportableDetector, check_exportable
 from maskrcnn.structures.box_convention import set_legacy_plus_one
+from tests.tiny_models import CPU_4_CLASSES, MASK_FPN, R18_FPN, make_cfg, seeded_model
+from tests.tool_modules import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXPORT_TOOL = os.path.join(ROOT, "tools", "export.py")
-
-FPN_SCALES = (0.25, 0.125, 0.0625, 0.03125)
-TINY_MASK_RCNN = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.MASK_ON", True,
-    "MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
-    "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithFixedBatchNorm",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-    "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 32,
-    "MODEL.RPN.USE_FPN", True,
-    "MODEL.RPN.ANCHOR_STRIDE", (4, 8, 16, 32, 64),
-    "MODEL.RPN.ANCHOR_SIZES", (8, 16, 32, 64, 128),
+# the tiny R-18-FPN Mask R-CNN keeping more proposals and detections, on 128 px test images
+TINY_MASK_RCNN = CPU_4_CLASSES + R18_FPN + MASK_FPN + [
     "MODEL.RPN.PRE_NMS_TOP_N_TEST", 200,
     "MODEL.RPN.POST_NMS_TOP_N_TEST", 50,
     "MODEL.RPN.FPN_POST_NMS_TOP_N_TEST", 50,
-    "MODEL.ROI_HEADS.USE_FPN", True,
     "MODEL.ROI_HEADS.DETECTIONS_PER_IMG", 20,
-    "MODEL.ROI_BOX_HEAD.NUM_CLASSES", 4,
-    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_BOX_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_BOX_HEAD.FEATURE_EXTRACTOR", "FPN2MLPFeatureExtractor",
-    "MODEL.ROI_BOX_HEAD.PREDICTOR", "FPNPredictor",
-    "MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM", 64,
-    "MODEL.ROI_MASK_HEAD.FEATURE_EXTRACTOR", "MaskRCNNFPNFeatureExtractor",
-    "MODEL.ROI_MASK_HEAD.PREDICTOR", "MaskRCNNC4Predictor",
-    "MODEL.ROI_MASK_HEAD.POOLER_SCALES", FPN_SCALES,
-    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION", 7,
-    "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO", 2,
-    "MODEL.ROI_MASK_HEAD.CONV_LAYERS", (16, 16),
-    "MODEL.ROI_MASK_HEAD.RESOLUTION", 14,
-    "MODEL.ROI_MASK_HEAD.SHARE_BOX_FEATURE_EXTRACTOR", False,
-    "DATALOADER.SIZE_DIVISIBILITY", 32,
     "INPUT.MIN_SIZE_TEST", 128,
 ]
 SIZES = ((128, 160), (192, 128))  # the traced size, then another one
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("export_tool", EXPORT_TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/export.py", "export_tool")
 
 
 @pytest.fixture(autouse=True)
 def _restore_box_convention():
     yield
     set_legacy_plus_one(True)
-
-
-def _tiny_cfg():
-    cfg = default_cfg.clone()
-    cfg.merge_from_list(TINY_MASK_RCNN)
-    return cfg
 
 
 def _decisive_weights(model):
@@ -96,9 +56,8 @@ def _image(height, width, seed):
 def exported(tmp_path_factory):
     """(eager ExportableDetector, .pt2 path, .onnx path), both written by tools/export.py."""
     folder = tmp_path_factory.mktemp("export")
-    cfg = _tiny_cfg()
-    torch.manual_seed(0)
-    model = build_detection_model(cfg)
+    cfg = make_cfg(*TINY_MASK_RCNN)
+    model = seeded_model(cfg)
     _decisive_weights(model)
     ckpt = str(folder / "model.pth")
     torch.save({"model": model.state_dict()}, ckpt)
@@ -162,8 +121,7 @@ def test_onnxruntime_matches_eager(exported, size):
 
 
 def test_exportable_detector_equals_model_output():
-    torch.manual_seed(0)
-    model = build_detection_model(_tiny_cfg()).eval()
+    model = seeded_model(make_cfg(*TINY_MASK_RCNN)).eval()
     _decisive_weights(model)
     image = _image(128, 160, seed=3)
     with torch.no_grad():
@@ -177,12 +135,10 @@ def test_exportable_detector_equals_model_output():
 
 
 def test_unsupported_models_are_refused():
-    cfg = _tiny_cfg()
-    cfg.merge_from_list(["MODEL.MASK_ON", False, "MODEL.RPN_ONLY", True])
+    cfg = make_cfg(*TINY_MASK_RCNN, "MODEL.MASK_ON", False, "MODEL.RPN_ONLY", True)
     with pytest.raises(ValueError, match="RPN-only"):
         check_exportable(build_detection_model(cfg))
-    cfg = _tiny_cfg()
-    cfg.merge_from_list(["MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS", True])
+    cfg = make_cfg(*TINY_MASK_RCNN, "MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS", True)
     with pytest.raises(ValueError, match="POSTPROCESS_MASKS"):
         check_exportable(build_detection_model(cfg))
 
@@ -208,7 +164,7 @@ def test_help_documents_the_interface(capsys):
 def test_bad_arguments_give_clear_errors(tmp_path, capsys, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)
     config_file = tmp_path / "tiny.yaml"
-    config_file.write_text(_tiny_cfg().dump())
+    config_file.write_text(make_cfg(*TINY_MASK_RCNN).dump())
     with pytest.raises(SystemExit) as exit_info:
         _load_tool().main(["--config-file", str(config_file)] + extra)
     assert exit_info.value.code == 2

@@ -1,22 +1,16 @@
 """tools/plot_metrics.py and maskrcnn/utils/metrics_plot.py on synthetic metrics.json files."""
-import importlib.util
 import json
-import os
 
 import cv2
 import pytest
 
 from maskrcnn.utils.metrics_plot import MetricsFormatError, load_metrics, plot_metrics
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.tool_modules import load_script
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("plot_metrics_tool", os.path.join(ROOT, "tools", "plot_metrics.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/plot_metrics.py", "plot_metrics_tool")
 
 
 def training_line(iteration, loss):

@@ -1,6 +1,5 @@
 """tools/visualize.py on a tiny generated shapes dataset (a private MASKRCNN_DATA_DIR): ground
 truth and saved predictions drawn into a grid PNG or a folder of PNGs."""
-import importlib.util
 import os
 
 import cv2
@@ -11,18 +10,15 @@ import torch
 from maskrcnn.config import cfg as default_cfg
 from maskrcnn.engine.visualization import build_plain_dataset, load_predictions
 from maskrcnn.structures.bounding_box import BoxList
+from tests.tool_modules import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_SHAPES = ["DATASETS.SHAPES.NUM_VAL_IMAGES", "3", "DATASETS.SHAPES.IMAGE_SIZE", "64"]
 DISPLAY_FACTOR = 5  # 64-pixel images are enlarged to 320 for drawing
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("visualize_tool", os.path.join(ROOT, "tools", "visualize.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/visualize.py", "visualize_tool")
 
 
 @pytest.fixture
