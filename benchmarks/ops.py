@@ -42,9 +42,13 @@ def nms_case(count, device):
     return f"nms {count} boxes", ours, peer
 
 
-def roi_case(op_name, num_rois, backward, device):
+def roi_case(op_name, num_rois, backward, device, channels_last=False):
+    """channels_last: the features stored NHWC, as a channels-last model's FPN gives them (the same
+    tensor for both sides; torchvision's kernels copy it to NCHW, ours read it as it is)."""
     generator = torch.Generator().manual_seed(num_rois)
     features = torch.randn(1, 256, 200, 304, generator=generator).to(device)
+    if channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
     boxes = detection_boxes(num_rois, generator, device).clamp(min=0)
     rois = torch.cat([torch.zeros(num_rois, 1, device=device), boxes], dim=1)
     features.requires_grad_(backward)
@@ -63,7 +67,8 @@ def roi_case(op_name, num_rois, backward, device):
             features.grad = None
             out.backward(grad_out)
 
-    label = f"{op_name} {num_rois} rois {'fwd+bwd' if backward else 'fwd'}"
+    layout = " channels-last" if channels_last else ""
+    label = f"{op_name} {num_rois} rois{layout} {'fwd+bwd' if backward else 'fwd'}"
     return label, (lambda: run(ours_op)), ((lambda: run(peer_op)) if torchvision_ops else None)
 
 
@@ -95,6 +100,7 @@ def build_cases(device, selected):
         cases += [nms_case(n, device) for n in (1000, 5000, 20000)]
     if "roi_align" in selected:
         cases += [roi_case("roi_align", k, bwd, device) for k in (512, 2000) for bwd in (False, True)]
+        cases += [roi_case("roi_align", 512, bwd, device, channels_last=True) for bwd in (False, True)]
     if "roi_pool" in selected:
         cases += [roi_case("roi_pool", 512, True, device)]
     if "focal" in selected:
