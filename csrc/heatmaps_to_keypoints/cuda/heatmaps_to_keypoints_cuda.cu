@@ -67,8 +67,9 @@ __global__ void heatmaps_to_keypoints_kernel(const scalar_t* __restrict__ maps,
     if (threadIdx.x < stride) {
       const T other = best_values[threadIdx.x + stride];
       const int64_t other_index = best_indices[threadIdx.x + stride];
-      if (other_index >= 0 && (best_indices[threadIdx.x] < 0 ||
-                               h2k::replaces(other, other_index, best_values[threadIdx.x], best_indices[threadIdx.x]))) {
+      const T mine = best_values[threadIdx.x];
+      const int64_t mine_index = best_indices[threadIdx.x];
+      if (other_index >= 0 && (mine_index < 0 || h2k::replaces(other, other_index, mine, mine_index))) {
         best_values[threadIdx.x] = other;
         best_indices[threadIdx.x] = other_index;
       }
