@@ -7,7 +7,8 @@
   architecture and the same RPN / RoI-head sizes as the config (ResNet-18/34/50/101 + FPN bodies).
 * `build_pair(cfg, device, with_peer)`: both models, with torchvision's random weights converted
   into ours (maskrcnn.utils.torchvision_conversion), so both sides compute nearly the same function
-  and keep comparable detections. Without torchvision: ours alone, seeded.
+  and keep comparable detections. Without torchvision: ours alone, seeded. Ours is laid out as
+  tools/train_net.py lays it out (channels-last weights when MODEL.CHANNELS_LAST, the default).
 * `synthetic_batch(...)`: one random batch, the same images and ground truth for both sides in
   each one's format (ours: a normalised image tensor and BoxLists with polygon masks as our COCO
   dataset gives them; torchvision: [0, 1] images and dicts with bitmap masks, as its reference
@@ -21,6 +22,7 @@ import torch
 
 from maskrcnn.config import cfg as default_cfg
 from maskrcnn.modeling.detector import build_detection_model
+from maskrcnn.modeling.memory_format import channels_last_from_cfg
 from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.keypoint import PersonKeypoints
 from maskrcnn.structures.segmentation_mask import SegmentationMask
@@ -197,7 +199,8 @@ def build_pair(cfg, image_size, device, with_peer, seed=0):
         except (KeyError, RuntimeError, ValueError) as error:
             note = f"independent random weights (conversion failed: {str(error)[:120]})"
         peer.to(device)
-    return ours.to(device), peer, note
+    # laid out as tools/train_net.py leaves it (MODEL.CHANNELS_LAST)
+    return channels_last_from_cfg(cfg, ours.to(device)), peer, note
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -12,7 +12,8 @@ every scored detection (score threshold 0) up to 100 per image: the mask / keypo
 mask pasting (inside both forwards) run on 100 boxes per image.
 
 Eval: seconds per image at each --batch (random --size images, `torch.inference_mode`); ours with
-its batch norms folded into the convolutions (TEST.FOLD_BN, as our inference entry points do).
+its batch norms folded into the convolutions and its weights channels-last (TEST.FOLD_BN,
+TEST.CHANNELS_LAST, as our inference entry points do).
 Train: seconds per step of --train-batch images with --boxes-per-image random objects (polygon
 masks for ours, the same masks as bitmaps for torchvision, as each side's COCO loader gives them;
 17 keypoints each for the keypoint model): forward, summed losses, backward, SGD step.
@@ -28,7 +29,7 @@ import sys
 
 import torch
 
-from maskrcnn.modeling.fold_batch_norm import fold_batch_norms_from_cfg
+from maskrcnn.modeling.inference_setup import optimize_for_inference_from_cfg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (format_mib, format_ratio, measure_alternating, optional_import,  # noqa: E402
@@ -47,7 +48,8 @@ def autocast(device, amp):
 
 def eval_functions(ours, peer, images, cfg, device, amp):
     """Callables running one eval forward of each side on the same images (`ours` as inference
-    runs it: batch norms folded into the convolutions when TEST.FOLD_BN, the default)."""
+    runs it: optimize_for_inference_from_cfg, i.e. batch norms folded into the convolutions and
+    channels-last weights with TEST.FOLD_BN and TEST.CHANNELS_LAST, the defaults)."""
     ours_images = normalize_for_ours(images, cfg, device)
     peer_images = [image.to(device) for image in images]
 
@@ -158,7 +160,7 @@ def main():
         cfg = detector_cfg(model, KEEP_100_DETECTIONS + ["MODEL.DEVICE", args.device] + list(args.opts))
         ours, peer, note = build_pair(cfg, image_size, args.device, with_peer)
         notes.append(f"{model_label(model)}: {note}")
-        ours_inference = fold_batch_norms_from_cfg(cfg, ours.eval())
+        ours_inference = optimize_for_inference_from_cfg(cfg, ours)
         for amp in precisions:
             precision = "bf16" if amp else "fp32"
             for batch in parse_list(args.batch, int):

@@ -12,6 +12,11 @@
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PEER_PYTHON=${PEER_PYTHON:-$ROOT/.venv-peer/bin/python}
+# a relative path is taken from where the script was called (the script changes directory below)
+case "$PEER_PYTHON" in
+    /*) ;;
+    */*) PEER_PYTHON="$(pwd)/$PEER_PYTHON" ;;
+esac
 PEER_BUILD=${PEER_BUILD:-/tmp/maskrcnn-peer-build}
 mkdir -p "$PEER_BUILD"
 (

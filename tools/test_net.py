@@ -34,6 +34,7 @@ from maskrcnn.engine.launch import (
     default_argument_parser, init_distributed, load_config, local_rank_from_env, setup_output_dir,
 )
 from maskrcnn.modeling.detector import build_detection_model
+from maskrcnn.modeling.memory_format import channels_last_from_cfg
 from maskrcnn.utils.checkpoint import DetectronCheckpointer
 from maskrcnn.utils.comm import is_main_process, synchronize
 
@@ -84,7 +85,7 @@ def main(argv=None):
     logger = setup_output_dir(log_cfg, args)
 
     model = build_detection_model(cfg)
-    model.to(torch.device(cfg.MODEL.DEVICE))
+    channels_last_from_cfg(cfg, model.to(torch.device(cfg.MODEL.DEVICE)))
     source = load_weights(cfg, model, args.ckpt, logger)
     logger.info("Evaluating weights %s", source or "(random initialisation)")
 

@@ -23,6 +23,7 @@ from maskrcnn.engine.launch import (  # noqa: E402
 )
 from maskrcnn.engine.trainer import do_train  # noqa: E402
 from maskrcnn.modeling.detector import build_detection_model  # noqa: E402
+from maskrcnn.modeling.memory_format import channels_last_from_cfg  # noqa: E402
 from maskrcnn.solver import make_gradient_clipper, make_lr_scheduler, make_optimizer  # noqa: E402
 from maskrcnn.utils.checkpoint import DetectronCheckpointer  # noqa: E402
 from maskrcnn.utils.comm import get_rank, is_main_process, synchronize  # noqa: E402
@@ -95,7 +96,7 @@ def train(cfg, local_rank, distributed, logger):
     seed_all_rngs(cfg.SEED + get_rank())
     model = build_detection_model(cfg)
     device = torch.device(cfg.MODEL.DEVICE)
-    model.to(device)
+    channels_last_from_cfg(cfg, model.to(device))
     optimizer = make_optimizer(cfg, model)
     scheduler = make_lr_scheduler(cfg, optimizer)
 

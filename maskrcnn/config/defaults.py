@@ -28,6 +28,10 @@ _C.MODEL.CLS_AGNOSTIC_BBOX_REG = False  # one box regressor for all classes inst
 # Initial weights: a file path, a URL, or "catalog://<name>" resolved through ModelCatalog
 # (paths_catalog.py), e.g. "catalog://ImageNetPretrained/MSRA/R-50".
 _C.MODEL.WEIGHT = ""
+# (maskrcnn) Store the convolution weights channels-last (NHWC) for training and for
+# tools/test_net.py: oneDNN's CPU convolutions (forward and backward) and our RoIAlign then run
+# without layout conversions (maskrcnn.modeling.memory_format). Checkpoints load either way.
+_C.MODEL.CHANNELS_LAST = True
 
 # (maskrcnn) Box pixel convention, read in one place by the builders (see config/conventions.py):
 #   True  = legacy Detectron "+1" convention of maskrcnn-benchmark: width = x2 - x1 + 1 in the box

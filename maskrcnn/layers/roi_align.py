@@ -18,23 +18,38 @@ _OP = "maskrcnn::roi_align"
 _BACKWARD_OP = "maskrcnn::_roi_align_backward"
 
 
+def kernel_uses_channels_last(tensor):
+    """True when the CPU kernels read and write `tensor` as NHWC: a 4-D CPU tensor stored
+    channels-last and not also plain contiguous (C == 1 or H * W == 1 make the two the same).
+    The CUDA kernels take every input as NCHW."""
+    return (tensor.device.type == "cpu" and tensor.dim() == 4 and not tensor.is_contiguous()
+            and tensor.is_contiguous(memory_format=torch.channels_last))
+
+
+def _empty_like_layout(tensor, shape):
+    """An empty Tensor[shape] in the layout the kernels give for `tensor` (channels-last or not)."""
+    memory_format = torch.channels_last if kernel_uses_channels_last(tensor) else torch.contiguous_format
+    return tensor.new_empty(shape).contiguous(memory_format=memory_format)
+
+
 @torch.library.register_fake(_OP)
 def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
     check_roi_pooling_inputs("roi_align", input, rois)
-    return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
+    return _empty_like_layout(input, (rois.shape[0], input.shape[1], pooled_height, pooled_width))
 
 
 @torch.library.register_fake(_BACKWARD_OP)
 def _roi_align_backward_fake(
     grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width, sampling_ratio, aligned
 ):
-    return grad.new_empty((batch_size, channels, height, width))
+    return _empty_like_layout(grad, (batch_size, channels, height, width))
 
 
 def _setup_context(ctx, inputs, output):
     input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = inputs
     ctx.save_for_backward(rois)
     ctx.input_shape = tuple(input.shape)
+    ctx.channels_last = kernel_uses_channels_last(input)
     ctx.params = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
 
 
@@ -42,8 +57,10 @@ def _backward(ctx, grad):
     (rois,) = ctx.saved_tensors
     spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.params
     batch_size, channels, height, width = ctx.input_shape
+    # the input gradient comes out in the layout the gradient is given in: the input's
+    memory_format = torch.channels_last if ctx.channels_last else torch.contiguous_format
     grad_input = torch.ops.maskrcnn._roi_align_backward(
-        grad, rois, spatial_scale, pooled_height, pooled_width,
+        grad.contiguous(memory_format=memory_format), rois, spatial_scale, pooled_height, pooled_width,
         batch_size, channels, height, width, sampling_ratio, aligned,
     )
     return grad_input, None, None, None, None, None, None
@@ -79,6 +96,10 @@ def roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned=F
     pixels per image pixel (e.g. 1/4); sampling_ratio: samples per bin along each axis (<= 0: adaptive,
     ceil(roi_size / output_size)); aligned: False for maskrcnn-benchmark's legacy RoIAlign, True for
     ROIAlignV2 (half-pixel shift). Returns Tensor[K, C, output_height, output_width].
+
+    On the CPU a channels-last input (e.g. the features of a model converted with
+    ``model.to(memory_format=torch.channels_last)``) is read as it is, without a copy, and gives a
+    channels-last output; its gradient is channels-last too.
     """
     pooled_height, pooled_width = _pair(output_size)
     return torch.ops.maskrcnn.roi_align(

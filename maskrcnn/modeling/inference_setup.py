@@ -12,9 +12,9 @@ forward with 100 detections 0.65-0.82x.
 """
 import copy
 
-import torch
 
 from maskrcnn.modeling.fold_batch_norm import fold_batch_norms
+from maskrcnn.modeling.memory_format import to_channels_last
 
 __all__ = ["optimize_for_inference", "optimize_for_inference_from_cfg"]
 
@@ -33,9 +33,7 @@ def optimize_for_inference(model, fold_bn=True, channels_last=True, inplace=Fals
     model.eval()
     if fold_bn:
         model = fold_batch_norms(model, inplace=True)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return to_channels_last(model, channels_last)
 
 
 def optimize_for_inference_from_cfg(cfg, model, inplace=False):

@@ -158,7 +158,8 @@ class Pooler(nn.Module):
         # are data-dependent sizes it cannot add up)
         torch._check(pooled.shape[0] == rois.shape[0])
         # scatter the level-sorted results back to the order of the boxes
-        return pooled.new_zeros(pooled.shape).index_copy(0, torch.cat(indices), pooled)
+        # (zeros_like keeps a channels-last layout of the pooled features)
+        return torch.zeros_like(pooled).index_copy(0, torch.cat(indices), pooled)
 
 
 def make_pooler(cfg, head_name):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from maskrcnn.engine.inference import format_results_table, run_test
+from maskrcnn.modeling.memory_format import channels_last_from_cfg
 from maskrcnn.structures.box_convention import set_legacy_plus_one
 from maskrcnn.utils.checkpoint import Checkpointer
 from maskrcnn.utils.miscellaneous import save_config
@@ -91,7 +92,8 @@ def test_test_net_reproduces_run_test_on_a_saved_checkpoint(tmp_path, monkeypatc
     torch.set_num_threads(1)  # as the subprocess (OMP_NUM_THREADS=1): identical float results
     try:
         cfg = tiny_cfg(tmp_path / "train", "DATASETS.SHAPES.NUM_VAL_IMAGES", 4)
-        model = tiny_model(cfg, seed=5)
+        # channels-last as tools/train_net.py leaves a model (MODEL.CHANNELS_LAST): test_net does the same
+        model = channels_last_from_cfg(cfg, tiny_model(cfg, seed=5))
         checkpoint = Checkpointer(model, save_dir=str(tmp_path / "train")).save("model_0000010")
         in_process = run_test(cfg, model, distributed=False)
     finally:

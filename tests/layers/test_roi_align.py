@@ -294,6 +294,79 @@ def test_cpu_autocast_bfloat16_runs_in_float32():
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.any()
 
 
+def _channels_last(tensor):
+    return tensor.contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+def test_channels_last_matches_reference_without_a_copy(aligned, sampling_ratio):
+    # the NHWC path (its own loops over channels) must give what the reference gives
+    input, rois = make_case(channels=5, seed=11)
+    out = roi_align(_channels_last(input), rois, (3, 4), 0.5, sampling_ratio, aligned)
+    expected = reference_roi_align(input, rois, (3, 4), 0.5, sampling_ratio, aligned)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_channels_last_forward_and_backward_follow_the_nchw_path(dtype):
+    input, rois = make_case(dtype, batch_size=2, channels=37, height=12, width=10, seed=12)
+    grad_out = torch.randn(rois.shape[0], 37, 7, 7).to(dtype)
+    results = {}
+    for layout, prepare in (("nchw", lambda t: t.contiguous()), ("nhwc", _channels_last)):
+        x = prepare(input.clone()).requires_grad_()
+        out = roi_align(x, rois, 7, 0.5, 2, False)
+        out.backward(prepare(grad_out))
+        results[layout] = (out, x.grad)
+    (out_nchw, grad_nchw), (out_nhwc, grad_nhwc) = results["nchw"], results["nhwc"]
+    assert grad_nhwc.is_contiguous(memory_format=torch.channels_last) and not grad_nhwc.is_contiguous()
+    assert grad_nhwc.abs().sum() > 0
+    tolerance = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}[dtype]
+    torch.testing.assert_close(out_nhwc, out_nchw, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(grad_nhwc, grad_nchw, rtol=tolerance, atol=tolerance)
+
+
+def test_channels_last_backward_takes_an_nchw_gradient_and_ignores_thread_count():
+    # a box head flattens the pooled features, so its gradient arrives NCHW-contiguous
+    input, rois = make_case(torch.float32, batch_size=2, channels=40, seed=13)
+    grad_out = torch.randn(rois.shape[0], 40, 4, 4)
+    grads = []
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            x = _channels_last(input.clone()).requires_grad_()
+            roi_align(x, rois, 4, 0.5, 0, True).backward(grad_out)
+            grads.append(x.grad)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(grads[0], grads[1])
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    x = input.clone().requires_grad_()
+    roi_align(x, rois, 4, 0.5, 0, True).backward(grad_out)
+    torch.testing.assert_close(grads[0], x.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_gradcheck():
+    input, rois = make_case(batch_size=2, channels=3, height=6, width=7, scale=0.5, seed=14)
+    x = _channels_last(input).requires_grad_()
+    fn = lambda t: roi_align(t, rois, (2, 3), 0.5, 2, False)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_channels_last_compiles_with_the_layout_of_the_kernel():
+    # the fake kernel must promise the strides the CPU kernel returns
+    input, rois = make_case(torch.float32, channels=4, seed=15)
+    x = _channels_last(input)
+    compiled = torch.compile(lambda t, r: roi_align(t, r, (3, 3), 0.5, 2, False) * 2, fullgraph=True,
+                             backend="aot_eager")
+    out = compiled(x, rois)
+    torch.testing.assert_close(out, roi_align(input, rois, (3, 3), 0.5, 2, False) * 2)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("aligned", [False, True])

@@ -9,6 +9,12 @@
 // plane (which stays in cache) and runs every RoI of that image over it. In the backward pass each
 // thread therefore owns whole gradient planes: no atomics, no races, and the result does not depend
 // on the number of threads.
+//
+// Channels-last input (NHWC memory, as the FPN features of a channels-last model) takes its own path
+// instead of being copied to NCHW: every tap then reads C contiguous values, the loops over channels
+// vectorise, and the output (and, in the backward pass, the input gradient) is channels-last too.
+// The forward pass splits the work over RoIs; the backward pass over blocks of channels, so that
+// each thread again owns what it writes and the sums do not depend on the number of threads.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -127,15 +133,15 @@ struct RoiAlignPlan {
 template <typename scalar_t, typename acc_t>
 RoiAlignPlan<acc_t> make_plan(
     const scalar_t* rois, int64_t num_rois, double spatial_scale, int pooled_height, int pooled_width,
-    int sampling_ratio, bool aligned, int height, int width) {
+    int sampling_ratio, bool aligned, int height, int width, int64_t row_stride, int64_t col_stride) {
   const acc_t scale = static_cast<acc_t>(spatial_scale);
   RoiAlignPlan<acc_t> plan;
   plan.pooled_height = pooled_height;
   plan.pooled_width = pooled_width;
   plan.rows = build_axis_taps<scalar_t, acc_t>(
-      rois, num_rois, 2, 4, scale, pooled_height, sampling_ratio, aligned, height, width, false);
+      rois, num_rois, 2, 4, scale, pooled_height, sampling_ratio, aligned, height, row_stride, false);
   plan.cols = build_axis_taps<scalar_t, acc_t>(
-      rois, num_rois, 1, 3, scale, pooled_width, sampling_ratio, aligned, width, 1, true);
+      rois, num_rois, 1, 3, scale, pooled_width, sampling_ratio, aligned, width, col_stride, true);
   plan.two_pass.resize(num_rois);
   for (int64_t k = 0; k < num_rois; ++k) {
     // Direct: every (row tap, column tap) pair of every bin, scalar. Two-pass: every row tap over the
@@ -258,7 +264,7 @@ void roi_align_forward_typed(
     return;
   }
   const auto plan = make_plan<scalar_t, acc_t>(
-      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width);
+      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width, width, 1);
   const scalar_t* in_data = input.const_data_ptr<scalar_t>();
   scalar_t* out_data = output.mutable_data_ptr<scalar_t>();
   const int64_t plane_size = int64_t(height) * width;
@@ -299,7 +305,7 @@ void roi_align_backward_typed(
   const auto groups = roi::group_rois_by_image(kOp, rois_data, num_rois, batch_size);
   if (grad_input.numel() == 0) return;
   const auto plan = make_plan<scalar_t, acc_t>(
-      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width);
+      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width, width, 1);
   const scalar_t* grad_data = grad.const_data_ptr<scalar_t>();
   const int64_t bins_per_roi = int64_t(pooled_height) * pooled_width;
   const int64_t plane_size = int64_t(height) * width;
@@ -317,6 +323,136 @@ void roi_align_backward_typed(
       });
 }
 
+
+// True when t is laid out channels-last and not also plain contiguous (C == 1 or H * W == 1 make
+// the two layouts the same memory; those take the NCHW path).
+bool use_channels_last(const at::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// Channels-last forward: out (NHWC memory of [K, C, PH, PW]) for every RoI, one RoI per task.
+template <typename scalar_t>
+void roi_align_forward_nhwc_typed(
+    const at::Tensor& input,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int pooled_height,
+    int pooled_width,
+    int sampling_ratio,
+    bool aligned,
+    at::Tensor& output) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t channels = input.size(1);
+  const int height = static_cast<int>(input.size(2));
+  const int width = static_cast<int>(input.size(3));
+  const int64_t num_rois = rois.size(0);
+  const scalar_t* rois_data = rois.const_data_ptr<scalar_t>();
+  roi::group_rois_by_image(kOp, rois_data, num_rois, input.size(0));  // checks the batch indices
+  if (height == 0 || width == 0) {
+    output.zero_();
+    return;
+  }
+  const auto plan = make_plan<scalar_t, acc_t>(
+      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width,
+      int64_t(width) * channels, channels);
+  const scalar_t* in_data = input.const_data_ptr<scalar_t>();
+  scalar_t* out_data = output.mutable_data_ptr<scalar_t>();
+  const int64_t image_size = int64_t(height) * width * channels;
+  const int PH = pooled_height, PW = pooled_width;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, PH * PW * channels * 4));
+  at::parallel_for(0, num_rois, grain, [&](int64_t first, int64_t last) {
+    std::vector<acc_t> sum(channels);
+    for (int64_t k = first; k < last; ++k) {
+      const int64_t n = static_cast<int64_t>(rois_data[k * 5]);
+      const scalar_t* base = in_data + n * image_size + plan.cols.lo[k];
+      const int64_t* row_bins = plan.rows.bin_begin.data() + k * (PH + 1);
+      const int64_t* col_bins = plan.cols.bin_begin.data() + k * (PW + 1);
+      for (int ph = 0; ph < PH; ++ph) {
+        for (int pw = 0; pw < PW; ++pw) {
+          acc_t* __restrict acc = sum.data();
+          std::fill(acc, acc + channels, acc_t(0));
+          for (int64_t i = row_bins[ph]; i < row_bins[ph + 1]; ++i) {
+            const scalar_t* row = base + plan.rows.index[i];
+            for (int64_t j = col_bins[pw]; j < col_bins[pw + 1]; ++j) {
+              const acc_t w = plan.rows.weight[i] * plan.cols.weight[j];
+              const scalar_t* __restrict src = row + plan.cols.index[j];
+              for (int64_t c = 0; c < channels; ++c) acc[c] += w * static_cast<acc_t>(src[c]);
+            }
+          }
+          scalar_t* __restrict dst = out_data + ((k * PH + ph) * PW + pw) * channels;
+          for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<scalar_t>(acc[c]);
+        }
+      }
+    }
+  });
+}
+
+// Channels-last backward: grad (NHWC memory of [K, C, PH, PW]) into grad_input (NHWC memory of
+// [N, C, H, W], zero on entry). A task owns a block of channels of every pixel; within it the RoIs
+// are added in their order, so the result is the same for any number of threads.
+template <typename scalar_t>
+void roi_align_backward_nhwc_typed(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int pooled_height,
+    int pooled_width,
+    int sampling_ratio,
+    bool aligned,
+    at::Tensor& grad_input) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t batch_size = grad_input.size(0);
+  const int64_t channels = grad_input.size(1);
+  const int height = static_cast<int>(grad_input.size(2));
+  const int width = static_cast<int>(grad_input.size(3));
+  const int64_t num_rois = rois.size(0);
+  const scalar_t* rois_data = rois.const_data_ptr<scalar_t>();
+  const auto groups = roi::group_rois_by_image(kOp, rois_data, num_rois, batch_size);
+  if (grad_input.numel() == 0) return;
+  const auto plan = make_plan<scalar_t, acc_t>(
+      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width,
+      int64_t(width) * channels, channels);
+  // the sums run in acc_t: in grad_input itself, or in a float buffer for half / bfloat16
+  at::Tensor acc_tensor = std::is_same_v<scalar_t, acc_t>
+      ? grad_input
+      : at::zeros({batch_size, height, width, channels}, grad_input.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  acc_t* acc_data = acc_tensor.mutable_data_ptr<acc_t>();
+  const scalar_t* grad_data = grad.const_data_ptr<scalar_t>();
+  const int64_t image_size = int64_t(height) * width * channels;
+  const int PH = pooled_height, PW = pooled_width;
+  constexpr int64_t kBlock = 16;
+  const int64_t num_blocks = (channels + kBlock - 1) / kBlock;
+  const int64_t blocks_per_task = std::max<int64_t>(1, num_blocks / std::max(1, at::get_num_threads()));
+  at::parallel_for(0, num_blocks, blocks_per_task, [&](int64_t first, int64_t last) {
+    const int64_t c0 = first * kBlock;
+    const int64_t c1 = std::min(channels, last * kBlock);
+    for (int64_t n = 0; n < batch_size; ++n) {
+      for (int64_t r = groups.begin[n]; r < groups.begin[n + 1]; ++r) {
+        const int64_t k = groups.order[r];
+        acc_t* base = acc_data + n * image_size + plan.cols.lo[k];
+        const int64_t* row_bins = plan.rows.bin_begin.data() + k * (PH + 1);
+        const int64_t* col_bins = plan.cols.bin_begin.data() + k * (PW + 1);
+        for (int ph = 0; ph < PH; ++ph) {
+          for (int pw = 0; pw < PW; ++pw) {
+            const scalar_t* __restrict g = grad_data + ((k * PH + ph) * PW + pw) * channels;
+            for (int64_t i = row_bins[ph]; i < row_bins[ph + 1]; ++i) {
+              acc_t* row = base + plan.rows.index[i];
+              for (int64_t j = col_bins[pw]; j < col_bins[pw + 1]; ++j) {
+                const acc_t w = plan.rows.weight[i] * plan.cols.weight[j];
+                acc_t* __restrict dst = row + plan.cols.index[j];
+                for (int64_t c = c0; c < c1; ++c) dst[c] += w * static_cast<acc_t>(g[c]);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+  if constexpr (!std::is_same_v<scalar_t, acc_t>) {
+    grad_input.copy_(acc_tensor.permute({0, 3, 1, 2}));
+  }
+}
+
 at::Tensor roi_align_forward_cpu(
     const at::Tensor& input,
     const at::Tensor& rois,
@@ -326,8 +462,20 @@ at::Tensor roi_align_forward_cpu(
     int64_t sampling_ratio,
     bool aligned) {
   roi::check_forward_args(kOp, input, rois, spatial_scale, pooled_height, pooled_width);
-  const auto input_c = input.contiguous();
   const auto rois_c = rois.contiguous();
+  if (use_channels_last(input)) {
+    auto output = at::empty(
+        {rois.size(0), input.size(1), pooled_height, pooled_width},
+        input.options().memory_format(at::MemoryFormat::ChannelsLast));
+    if (output.numel() == 0) return output;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
+      roi_align_forward_nhwc_typed<scalar_t>(
+          input, rois_c, spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
+          static_cast<int>(sampling_ratio), aligned, output);
+    });
+    return output;
+  }
+  const auto input_c = input.contiguous();
   auto output = at::empty({rois.size(0), input.size(1), pooled_height, pooled_width}, input.options());
   if (output.numel() == 0) return output;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
@@ -353,8 +501,21 @@ at::Tensor roi_align_backward_cpu(
   roi::check_backward_args(
       "_roi_align_backward", grad, rois, pooled_height, pooled_width, batch_size, channels, height, width);
   TORCH_CHECK(at::isFloatingType(grad.scalar_type()), "_roi_align_backward: grad must be a floating-point tensor");
-  const auto grad_c = grad.contiguous();
   const auto rois_c = rois.contiguous();
+  if (use_channels_last(grad)) {
+    // (at::zeros would drop the memory format)
+    auto grad_input = at::empty(
+        {batch_size, channels, height, width}, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
+    grad_input.zero_();
+    if (rois.size(0) == 0) return grad_input;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
+      roi_align_backward_nhwc_typed<scalar_t>(
+          grad, rois_c, spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
+          static_cast<int>(sampling_ratio), aligned, grad_input);
+    });
+    return grad_input;
+  }
+  const auto grad_c = grad.contiguous();
   auto grad_input = at::empty({batch_size, channels, height, width}, grad.options());
   if (rois.size(0) == 0) return grad_input.zero_();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
