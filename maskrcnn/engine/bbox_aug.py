@@ -7,12 +7,15 @@ view's boxes are mapped back to the plain view's frame (un-mirrored, then rescal
 filtered as the box head filters one view: score threshold, NMS per class, best
 ``DETECTIONS_PER_IMG`` kept.
 
-The model is expected to return, per image, either
-
-* the unfiltered box-head output of TTA mode (``TEST.BBOX_AUG.ENABLED`` makes the box
-  post-processor return every (RoI, class) box: ``R * num_classes`` rows in (RoI, class) order with
-  field ``scores``), or
-* already-filtered detections with fields ``scores`` and ``labels`` (merged by per-class NMS alone).
+While the views run, the box head of the model (if it has one) is in TTA mode
+(``unfiltered_box_detections``): its post-processor returns every (RoI, class) box,
+``R * num_classes`` rows in (RoI, class) order with field ``scores``, and the merge filters them
+all together. Outside it the model is left as built: a model built from a config with
+``TEST.BBOX_AUG.ENABLED`` gives normal detections from a plain forward (the Predictor / COCODemo
+run it so, without TTA, as Detectron2's DefaultPredictor does); ``maskrcnn.engine.inference``
+(tools/test_net.py) is where TTA runs. Models without a box head (RetinaNet, or any callable)
+return already-filtered detections with fields ``scores`` and ``labels``, merged by per-class NMS
+alone.
 
 Mask R-CNN and Keypoint R-CNN: the heads that run on the box head's detections (``roi_heads.mask``,
 ``roi_heads.keypoint``) cannot run on the unfiltered (RoI, class) boxes of TTA mode, so for such
@@ -20,6 +23,8 @@ models every view runs the backbone, the RPN and the box head only, and once the
 are merged those heads run on the merged boxes with the features of the plain view (masks and
 keypoints come from the plain view; only the boxes are augmented).
 """
+import contextlib
+
 import numpy as np
 import torch
 
@@ -28,7 +33,7 @@ from maskrcnn.layers.nms import batched_nms
 from maskrcnn.structures.bounding_box import FLIP_LEFT_RIGHT, BoxList
 from maskrcnn.structures.image_list import to_image_list
 
-__all__ = ["im_detect_bbox_aug", "bbox_aug_views", "merge_detections"]
+__all__ = ["im_detect_bbox_aug", "bbox_aug_views", "merge_detections", "unfiltered_box_detections"]
 
 
 def bbox_aug_views(cfg):
@@ -42,6 +47,24 @@ def bbox_aug_views(cfg):
         if aug.SCALE_H_FLIP:
             views.append((scale, aug.MAX_SIZE, True))
     return views
+
+
+@contextlib.contextmanager
+def unfiltered_box_detections(model):
+    """Puts the box head of ``model`` in TTA mode for the block (its post-processor returns every
+    (RoI, class) box unfiltered, ``bbox_aug_enabled``) and restores its mode after; models without
+    a box head are left alone."""
+    roi_heads = getattr(model, "roi_heads", None)
+    post_processor = roi_heads["box"].post_processor if roi_heads and "box" in roi_heads else None
+    if not hasattr(post_processor, "bbox_aug_enabled"):
+        yield
+        return
+    previous = post_processor.bbox_aug_enabled
+    post_processor.bbox_aug_enabled = True
+    try:
+        yield
+    finally:
+        post_processor.bbox_aug_enabled = previous
 
 
 def _check_image(position, image):
@@ -113,7 +136,7 @@ def _candidates(boxlist, num_classes):
     if len(boxlist) % num_classes != 0:
         raise ValueError(
             f"im_detect_bbox_aug: an unfiltered box-head output has {len(boxlist)} rows, not a multiple of "
-            f"MODEL.ROI_BOX_HEAD.NUM_CLASSES = {num_classes} (is TEST.BBOX_AUG.ENABLED set when the model is built?)"
+            f"MODEL.ROI_BOX_HEAD.NUM_CLASSES = {num_classes} (does the model's box head have that many classes?)"
         )
     labels = torch.arange(num_classes, device=scores.device).repeat(len(boxlist) // num_classes)
     foreground = labels > 0
@@ -171,13 +194,14 @@ def im_detect_bbox_aug(model, images, device, cfg=None):
 
     per_image = [[] for _ in images]
     plain_features = None
-    for min_size, max_size, hflip in bbox_aug_views(cfg):
-        detections, features = _detect_view(model, images, min_size, max_size, hflip, device, cfg)
-        if plain_features is None:
-            plain_features = features  # the first view is the plain one
-        for views, boxlist in zip(per_image, detections):
-            # the plain view (first) sets the frame; the others are rescaled into it
-            views.append(boxlist if not views else boxlist.resize(views[0].size))
+    with unfiltered_box_detections(model):
+        for min_size, max_size, hflip in bbox_aug_views(cfg):
+            detections, features = _detect_view(model, images, min_size, max_size, hflip, device, cfg)
+            if plain_features is None:
+                plain_features = features  # the first view is the plain one
+            for views, boxlist in zip(per_image, detections):
+                # the plain view (first) sets the frame; the others are rescaled into it
+                views.append(boxlist if not views else boxlist.resize(views[0].size))
 
     heads = cfg.MODEL.ROI_HEADS
     merged = [

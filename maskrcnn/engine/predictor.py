@@ -106,6 +106,10 @@ class Predictor(object):
         model: an already built model (its weights are then kept); None builds one with
             build_detection_model and loads weights with DetectronCheckpointer: the last
             checkpoint of OUTPUT_DIR when there is one, else MODEL.WEIGHT.
+    Test-time augmentation (TEST.BBOX_AUG.ENABLED) is not applied here, as in Detectron2's
+    DefaultPredictor and maskrcnn-benchmark's COCODemo: one forward of the plain test view, with a
+    warning when the config asks for TTA. TTA runs in evaluation (tools/test_net.py,
+    maskrcnn.engine.inference) or through maskrcnn.engine.bbox_aug.im_detect_bbox_aug.
     """
 
     def __init__(self, cfg, min_image_size=None, mask_threshold=None, model=None):
@@ -114,6 +118,9 @@ class Predictor(object):
         self.cfg.MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS = False
         self.cfg.freeze()
         self.device = resolve_device(self.cfg.MODEL.DEVICE)
+        if self.cfg.TEST.BBOX_AUG.ENABLED:
+            logger.warning("TEST.BBOX_AUG.ENABLED is set but the Predictor runs the plain test view only (no "
+                           "test-time augmentation; tools/test_net.py evaluates with it)")
         if model is None:
             model = build_detection_model(self.cfg)
             model.to(self.device)

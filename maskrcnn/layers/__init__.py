@@ -10,3 +10,4 @@ from .dcn.dfconv import DFConv2d
 from .roi_align import ROIAlign, roi_align
 from .roi_pool import ROIPool, roi_pool
 from .paste_masks import paste_masks
+from .heatmaps_to_keypoints import heatmaps_to_keypoints

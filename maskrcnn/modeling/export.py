@@ -57,7 +57,8 @@ def check_exportable(model):
     if "keypoint" in roi_heads:
         raise ValueError("export: keypoint heads (MODEL.KEYPOINT_ON) are not supported")
     if getattr(roi_heads.box.post_processor, "bbox_aug_enabled", False):
-        raise ValueError("export: set TEST.BBOX_AUG.ENABLED False (test-time augmentation is not exported)")
+        raise ValueError("export: the box post-processor is in test-time-augmentation mode (bbox_aug_enabled: "
+                         "unfiltered (RoI, class) boxes); TTA is not exported")
     if "mask" in roi_heads and roi_heads.mask.post_processor.masker is not None:
         raise ValueError(
             "export: set MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS False (the exported model returns the "

@@ -451,11 +451,21 @@ def test_post_processor_empty_inputs():
 
 
 def test_post_processor_with_augmentation_returns_unfiltered_boxes():
-    cfg = make_cfg("MODEL.ROI_BOX_HEAD.NUM_CLASSES", 3, "TEST.BBOX_AUG.ENABLED", True)
-    post = make_roi_box_post_processor(cfg)
+    post = PostProcessor(bbox_aug_enabled=True)
     result = post((torch.randn(4, 3), torch.randn(4, 12)), [boxlist(random_boxes(4))])[0]
     assert len(result) == 12 and result.get_field("scores").shape == (12,)
     torch.testing.assert_close(result.get_field("scores").reshape(4, 3).sum(1), torch.ones(4))
+
+
+def test_post_processor_built_from_a_tta_config_filters():
+    """TEST.BBOX_AUG.ENABLED does not put the built post-processor in TTA mode (engine/bbox_aug.py
+    does, while it runs its views)."""
+    cfg = make_cfg("MODEL.ROI_BOX_HEAD.NUM_CLASSES", 3, "TEST.BBOX_AUG.ENABLED", True,
+                   "MODEL.ROI_HEADS.DETECTIONS_PER_IMG", 2, "MODEL.ROI_HEADS.SCORE_THRESH", 0.0)
+    post = make_roi_box_post_processor(cfg)
+    assert not post.bbox_aug_enabled
+    result = post((torch.randn(4, 3), torch.randn(4, 12)), [boxlist(random_boxes(4))])[0]
+    assert len(result) == 2 and result.has_field("labels")
 
 
 # ---------------------------------------------------------------------------- the head

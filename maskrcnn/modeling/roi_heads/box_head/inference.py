@@ -38,8 +38,11 @@ class PostProcessor(nn.Module):
         box_coder (BoxCoder): decodes the deltas (default weights (10, 10, 5, 5)).
         cls_agnostic_bbox_reg (bool): box_regression has 2 classes; the object deltas
             (columns 4..7) serve every class.
-        bbox_aug_enabled (bool): test-time augmentation: return, per image, every (RoI, class)
-            box with its score, unfiltered (fields "scores"; the TTA merge filters later).
+        bbox_aug_enabled (bool): test-time augmentation mode: return, per image, every
+            (RoI, class) box with its score, unfiltered (fields "scores"; the TTA merge filters
+            later). Built models start with it off whatever TEST.BBOX_AUG.ENABLED says, so their
+            plain forward gives normal detections; engine/bbox_aug.py switches it on for the
+            duration of its views (``unfiltered_box_detections``).
         min_size (float): candidates whose clipped box has a side below it are dropped before
             the NMS (torchvision: 1e-2); 0 keeps them all (maskrcnn-benchmark).
     The box convention (clipping, NMS) is the proposals' ``legacy_plus_one``.
@@ -153,7 +156,11 @@ class PostProcessor(nn.Module):
 
 def make_roi_box_post_processor(cfg):
     """PostProcessor from MODEL.ROI_HEADS (SCORE_THRESH, NMS, DETECTIONS_PER_IMG,
-    BBOX_REG_WEIGHTS, MIN_SIZE), MODEL.CLS_AGNOSTIC_BBOX_REG, TEST.BBOX_AUG.ENABLED and the box convention."""
+    BBOX_REG_WEIGHTS, MIN_SIZE), MODEL.CLS_AGNOSTIC_BBOX_REG and the box convention.
+
+    TEST.BBOX_AUG.ENABLED does not enter (unlike maskrcnn-benchmark, whose model then returned
+    unfiltered boxes from every forward and its mask head ran on all of them): the TTA mode is
+    switched on only while engine/bbox_aug.py runs its views."""
     heads = cfg.MODEL.ROI_HEADS
     box_coder = BoxCoder(weights=heads.BBOX_REG_WEIGHTS, legacy_plus_one=box_convention(cfg).legacy_plus_one)
     return PostProcessor(
@@ -162,6 +169,5 @@ def make_roi_box_post_processor(cfg):
         detections_per_img=heads.DETECTIONS_PER_IMG,
         box_coder=box_coder,
         cls_agnostic_bbox_reg=cfg.MODEL.CLS_AGNOSTIC_BBOX_REG,
-        bbox_aug_enabled=cfg.TEST.BBOX_AUG.ENABLED,
         min_size=heads.MIN_SIZE,
     )

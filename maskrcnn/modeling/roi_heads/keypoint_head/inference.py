@@ -4,7 +4,11 @@
 detection's size in pixels, ceil(w) x ceil(h) with w = x2 - x1 and h = y2 - y1 (at least 1), takes
 each keypoint's arg-max cell (d) and maps its centre back into the image:
 x = x1 + (d + 0.5) * w / ceil(w) (Heckbert's c = d + 0.5, consistent with the training targets of
-``keypoints_to_heat_map``). The score of a keypoint is the resized logit at that cell.
+``keypoints_to_heat_map``). The score of a keypoint is the resized logit at that cell. All
+detections are decoded in one call of the compiled op (``maskrcnn.layers.heatmaps_to_keypoints``),
+which evaluates the resized values without storing the resized maps and equals resizing each
+detection with F.interpolate and taking torch.argmax (first maximum in row-major order on ties).
+The box convention does not enter: the heatmap spans x1..x2 in both conventions.
 ``KeypointPostProcessor`` attaches the result to the detections as the field "keypoints"
 (the ``keypoints_class`` given; else ``PersonKeypoints`` for 17 keypoints and a generic
 ``Keypoints`` subclass otherwise), with the scores as
@@ -12,8 +16,8 @@ its field "logits" (maskrcnn-benchmark's names).
 """
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from maskrcnn.layers.heatmaps_to_keypoints import heatmaps_to_keypoints as decode_heatmaps
 from maskrcnn.structures.bounding_box import BoxList
 from maskrcnn.structures.keypoint import PersonKeypoints, make_keypoints_class
 
@@ -25,7 +29,7 @@ def heatmaps_to_keypoints(maps, rois):
 
     Arguments:
         maps: Tensor[N, K, H, W] heatmap logits.
-        rois: Tensor[N, 4] (x1, y1, x2, y2).
+        rois: Tensor[N, 4] (x1, y1, x2, y2), finite.
     Returns:
         (xy_preds Tensor[N, K, 3] float32 of (x, y, 1), scores Tensor[N, K] float32).
     """
@@ -36,29 +40,7 @@ def heatmaps_to_keypoints(maps, rois):
             f"heatmaps_to_keypoints: maps must be [N, K, H, W] and rois [N, 4], got {list(maps.shape)} "
             f"and {list(rois.shape)}"
         )
-    num, num_keypoints = maps.shape[:2]
-    xy_preds = torch.zeros((num, num_keypoints, 3), dtype=torch.float32, device=maps.device)
-    scores = torch.zeros((num, num_keypoints), dtype=torch.float32, device=maps.device)
-    if num == 0 or num_keypoints == 0:
-        return xy_preds, scores
-    widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
-    heights = (rois[:, 3] - rois[:, 1]).clamp(min=1)
-    widths_ceil = widths.ceil()
-    heights_ceil = heights.ceil()
-    maps = maps.float()
-    keypoint_index = torch.arange(num_keypoints, device=maps.device)
-    # one resize per detection: each has its own output size
-    for i, (map_w, map_h) in enumerate(zip(widths_ceil.tolist(), heights_ceil.tolist())):
-        roi_map = F.interpolate(maps[i : i + 1], size=(int(map_h), int(map_w)), mode="bicubic",
-                                align_corners=False)[0]
-        position = roi_map.reshape(num_keypoints, -1).argmax(dim=1)
-        x_int = position % int(map_w)
-        y_int = torch.div(position - x_int, int(map_w), rounding_mode="floor")
-        xy_preds[i, :, 0] = (x_int.float() + 0.5) * (widths[i] / widths_ceil[i]) + rois[i, 0]
-        xy_preds[i, :, 1] = (y_int.float() + 0.5) * (heights[i] / heights_ceil[i]) + rois[i, 1]
-        scores[i] = roi_map[keypoint_index, y_int, x_int]
-    xy_preds[:, :, 2] = 1
-    return xy_preds, scores
+    return decode_heatmaps(maps.float(), rois)
 
 
 class Keypointer(object):
