@@ -72,7 +72,7 @@ class FPN(nn.Module):
             inner_top_down = F.interpolate(
                 last_inner, size=inner_lateral.shape[-2:], mode="nearest"
             )
-            last_inner = inner_lateral + inner_top_down
+            last_inner = inner_lateral.add_(inner_top_down)  # in place: no new full-size map
             results.insert(0, getattr(self, layer_block)(last_inner))
 
         if self.top_blocks is not None:

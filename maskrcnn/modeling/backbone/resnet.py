@@ -185,7 +185,8 @@ class Bottleneck(nn.Module):
         out = F.relu_(self.bn1(self.conv1(x)))
         out = F.relu_(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return F.relu_(out + identity)
+        out += identity  # in place: no new full-size tensor per block (eval and train)
+        return F.relu_(out)
 
 
 class BasicBlock(nn.Module):
@@ -235,7 +236,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = F.relu_(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu_(out + identity)
+        out += identity
+        return F.relu_(out)
 
 
 def _stem_out_channels(cfg_or_channels):

@@ -66,7 +66,7 @@ class RPNHeadFeatureSingleConv(nn.Module):
 
     def forward(self, x):
         _check_feature_list(x, "RPNHeadFeatureSingleConv")
-        return [F.relu(self.conv(z)) for z in x]
+        return [F.relu_(self.conv(z)) for z in x]
 
 
 @registry.RPN_HEADS.register("SingleConvRPNHead")
@@ -95,7 +95,7 @@ class RPNHead(nn.Module):
         logits = []
         bbox_reg = []
         for feature in x:
-            t = F.relu(self.conv(feature))
+            t = F.relu_(self.conv(feature))
             logits.append(self.cls_logits(t))
             bbox_reg.append(self.bbox_pred(t))
         return logits, bbox_reg

@@ -69,8 +69,8 @@ class MLPFeatureExtractor(nn.Module):
         """x: list[Tensor[N, C, H_l, W_l]], proposals: list[BoxList] -> Tensor[K, D]."""
         x = self.pooler(x, proposals)
         x = x.flatten(start_dim=1)
-        x = F.relu(self.fc6(x))
-        return F.relu(self.fc7(x))
+        x = F.relu_(self.fc6(x))
+        return F.relu_(self.fc7(x))
 
 
 class ConvFCFeatureExtractor(nn.Module):
@@ -112,7 +112,7 @@ class ConvFCFeatureExtractor(nn.Module):
         """x: list[Tensor[N, C, H_l, W_l]], proposals: list[BoxList] -> Tensor[K, D]."""
         x = self.pooler(x, proposals)
         x = self.xconvs(x)
-        return F.relu(self.fc6(x.flatten(start_dim=1)))
+        return F.relu_(self.fc6(x.flatten(start_dim=1)))
 
 
 def _box_head_cfg(cfg):

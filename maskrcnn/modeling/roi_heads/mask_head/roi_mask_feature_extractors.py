@@ -70,7 +70,7 @@ class PooledConvStackFeatureExtractor(nn.Module):
         """x: list[Tensor[N, C, H_l, W_l]], proposals: list[BoxList] -> Tensor[K, out_channels, R, R]."""
         x = self.pooler(x, proposals)
         for name in self.blocks:
-            x = F.relu(getattr(self, name)(x))
+            x = F.relu_(getattr(self, name)(x))
         return x
 
 

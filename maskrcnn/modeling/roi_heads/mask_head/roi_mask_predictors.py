@@ -41,7 +41,7 @@ class MaskLogitsPredictor(nn.Module):
     def forward(self, x):
         """x: Tensor[K, C, R, R] -> Tensor[K, num_classes, M, M] logits."""
         if hasattr(self, "conv5_mask"):
-            x = F.relu(self.conv5_mask(x))
+            x = F.relu_(self.conv5_mask(x))
         return self.mask_fcn_logits(x)
 
 
