@@ -279,6 +279,9 @@ def quantize_backbone(model, calibration_images, engine=DEFAULT_ENGINE, qconfig_
         returns the same structures as before (list[BoxList]).
     """
     check_cpu_model(model)
+    if isinstance(model.backbone, QuantizedBackbone):
+        raise ValueError("quantize_backbone: the model's backbone is already int8 (a QuantizedBackbone); "
+                         "quantize the float model")
     model = model if inplace else copy.deepcopy(model)
     model.eval()
     size_divisibility = getattr(model, "size_divisibility", 0)

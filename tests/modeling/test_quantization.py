@@ -192,10 +192,12 @@ def test_int8_refuses_a_cuda_model():
         optimize_for_inference_from_cfg(cfg, model, calibration_images=[_images(1, 0)])
 
 
-def test_quantized_backbone_refuses_an_input_off_the_cpu(float_and_int8):
+def test_an_int8_model_refuses_inputs_off_the_cpu_and_a_second_quantization(float_and_int8):
     _, quantized, _ = float_and_int8
     with pytest.raises(ValueError, match="CPU"):
         quantized.backbone(torch.empty(1, 3, 64, 64, device="meta"))
+    with pytest.raises(ValueError, match="already int8"):
+        quantize_backbone(quantized, [_images(1, 0)])
 
 
 def test_quantizing_a_copy_leaves_the_float_weights_untouched(float_and_int8):
