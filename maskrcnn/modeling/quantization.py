@@ -218,8 +218,8 @@ def quantize_backbone_module(backbone, calibration_inputs, engine=DEFAULT_ENGINE
         qconfig_mapping (QConfigMapping or None): observers per op; None is the engine's default
             (torch.ao.quantization.get_default_qconfig_mapping(engine)).
         float_module_classes (tuple of classes): modules left float (and untraced).
-        inplace (bool): fold the batch norms of ``backbone`` itself rather than of a deep copy
-            (the returned module then shares its parameters' storage only until conversion).
+        inplace (bool): fold and rewrite ``backbone`` itself (it is then no longer the float
+            model it was) rather than a deep copy.
     Returns:
         QuantizedBackbone, in eval mode.
     """
