@@ -138,7 +138,7 @@ def main(argv=None):
     models = {"float": reference, "int8": int8}
 
     print(f"torch {torch.__version__}, cpu, {args.threads} threads, quantized engine {args.engine}; "
-          f"{os.path.relpath(args.config_file)}, weights: {args.weights or 'random'}")
+          f"{args.config_file}, weights: {args.weights or 'random'}")
     print(f"quantizing the backbone (fold, trace, {args.calibration_images} calibration images, convert): "
           f"{quantize_seconds:.1f} s")
     print(f"\nlatency, one {image_size[0]}x{image_size[1]} image, median of {args.repeats} "
