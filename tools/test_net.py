@@ -21,7 +21,9 @@ at the end.
 
 Useful overrides: MODEL.DEVICE cpu|cuda, TEST.IMS_PER_BATCH N (over all processes),
 TEST.BBOX_AUG.ENABLED True (test-time augmentation: TEST.BBOX_AUG.H_FLIP, SCALES, MAX_SIZE,
-SCALE_H_FLIP), DATASETS.TEST "('name',)", OUTPUT_DIR path.
+SCALE_H_FLIP), TEST.INT8 True (CPU only: the backbone quantized to int8 after loading the
+weights, calibrated on the first TEST.INT8_CALIBRATION_IMAGES images of DATASETS.TEST[0]),
+DATASETS.TEST "('name',)", OUTPUT_DIR path.
 """
 import os
 import sys
@@ -35,6 +37,7 @@ from maskrcnn.engine.launch import (
 )
 from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.modeling.memory_format import channels_last_from_cfg
+from maskrcnn.modeling.quantization import quantize_backbone_from_cfg
 from maskrcnn.utils.checkpoint import DetectronCheckpointer
 from maskrcnn.utils.comm import is_main_process, synchronize
 
@@ -88,6 +91,7 @@ def main(argv=None):
     channels_last_from_cfg(cfg, model.to(torch.device(cfg.MODEL.DEVICE)))
     source = load_weights(cfg, model, args.ckpt, logger)
     logger.info("Evaluating weights %s", source or "(random initialisation)")
+    model = quantize_backbone_from_cfg(cfg, model, inplace=True)  # TEST.INT8: int8 backbone (CPU only)
 
     results = run_test(cfg, model, distributed, output_dir=cfg.OUTPUT_DIR)
     synchronize()

@@ -328,6 +328,11 @@ _C.TEST.FOLD_BN = True
 # (maskrcnn) Store the convolution weights channels-last for inference (faster on CPUs with oneDNN)
 # (maskrcnn.modeling.inference_setup.optimize_for_inference_from_cfg)
 _C.TEST.CHANNELS_LAST = True
+# (maskrcnn) Int8 backbone for CPU inference: post-training static quantization of the backbone
+# convolutions (RPN and RoI heads stay float), calibrated on the first INT8_CALIBRATION_IMAGES
+# images of DATASETS.TEST[0]; CPU only (maskrcnn.modeling.quantization.quantize_backbone_from_cfg)
+_C.TEST.INT8 = False
+_C.TEST.INT8_CALIBRATION_IMAGES = 8
 
 # Test-time augmentation for box detection
 _C.TEST.BBOX_AUG = CN()

@@ -105,7 +105,8 @@ class Predictor(object):
             probabilities as uint8 0..255).
         model: an already built model (its weights are then kept); None builds one with
             build_detection_model and loads weights with DetectronCheckpointer: the last
-            checkpoint of OUTPUT_DIR when there is one, else MODEL.WEIGHT.
+            checkpoint of OUTPUT_DIR when there is one, else MODEL.WEIGHT, then prepares it for
+            inference (TEST.FOLD_BN, TEST.CHANNELS_LAST, TEST.INT8: optimize_for_inference_from_cfg).
     Test-time augmentation (TEST.BBOX_AUG.ENABLED) is not applied here, as in Detectron2's
     DefaultPredictor and maskrcnn-benchmark's COCODemo: one forward of the plain test view, with a
     warning when the config asks for TTA. TTA runs in evaluation (tools/test_net.py,
@@ -129,7 +130,8 @@ class Predictor(object):
                 logger.warning("No MODEL.WEIGHT and no checkpoint in OUTPUT_DIR (%s): the model has random "
                                "weights", self.cfg.OUTPUT_DIR)
             checkpointer.load(self.cfg.MODEL.WEIGHT)
-            # our own inference-only model: BN folded, channels-last (TEST.FOLD_BN, TEST.CHANNELS_LAST)
+            # our own inference-only model: BN folded, channels-last (TEST.FOLD_BN, TEST.CHANNELS_LAST),
+            # and with TEST.INT8 an int8 backbone calibrated on DATASETS.TEST[0] images (CPU only)
             model = optimize_for_inference_from_cfg(self.cfg, model, inplace=True)
         else:
             model.to(self.device)

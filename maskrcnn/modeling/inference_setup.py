@@ -9,12 +9,15 @@ backbone at 512x768 takes 0.75-0.86x of its as-built time with BN folded and 0.5
 folded and channels-last weights (the first convolution then returns channels-last features, and
 every later convolution, upsampling and addition keeps that layout); the whole Mask R-CNN eval
 forward with 100 detections 0.65-0.82x.
+
+TEST.INT8 adds a third step for the CPU: the backbone quantized to int8
+(``maskrcnn.modeling.quantization``; benchmarks/README.md, "int8 CPU inference").
 """
 import copy
 
-
 from maskrcnn.modeling.fold_batch_norm import fold_batch_norms
 from maskrcnn.modeling.memory_format import to_channels_last
+from maskrcnn.modeling.quantization import quantize_backbone_from_cfg
 
 __all__ = ["optimize_for_inference", "optimize_for_inference_from_cfg"]
 
@@ -36,7 +39,11 @@ def optimize_for_inference(model, fold_bn=True, channels_last=True, inplace=Fals
     return to_channels_last(model, channels_last)
 
 
-def optimize_for_inference_from_cfg(cfg, model, inplace=False):
-    """``optimize_for_inference`` with TEST.FOLD_BN and TEST.CHANNELS_LAST."""
-    return optimize_for_inference(model, fold_bn=cfg.TEST.FOLD_BN, channels_last=cfg.TEST.CHANNELS_LAST,
-                                  inplace=inplace)
+def optimize_for_inference_from_cfg(cfg, model, inplace=False, calibration_images=None):
+    """``optimize_for_inference`` with TEST.FOLD_BN and TEST.CHANNELS_LAST, then, when TEST.INT8,
+    the backbone quantized to int8 (``maskrcnn.modeling.quantization.quantize_backbone_from_cfg``;
+    CPU only), calibrated on ``calibration_images`` (a data loader or image batches; None: the
+    test data loader of DATASETS.TEST[0])."""
+    model = optimize_for_inference(model, fold_bn=cfg.TEST.FOLD_BN, channels_last=cfg.TEST.CHANNELS_LAST,
+                                   inplace=inplace)
+    return quantize_backbone_from_cfg(cfg, model, calibration_images, inplace=True)

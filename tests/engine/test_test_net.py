@@ -115,3 +115,23 @@ def test_test_net_reproduces_run_test_on_a_saved_checkpoint(tmp_path, monkeypatc
         torch.load(out / "inference" / "shapes_val" / "predictions.pth", weights_only=False),
         torch.load(tmp_path / "train" / "inference" / "shapes_val" / "predictions.pth", weights_only=False))
     assert (out / "inference" / "log.txt").is_file() and (out / "inference" / "config.yml").is_file()
+
+
+def test_test_net_evaluates_an_int8_backbone_with_test_int8(tmp_path):
+    data_dir = str(tmp_path / "data")
+    cfg = tiny_cfg(tmp_path / "train", "DATASETS.SHAPES.NUM_VAL_IMAGES", 4)
+    checkpoint = Checkpointer(tiny_model(cfg, seed=5), save_dir=str(tmp_path / "train")).save("model_0000010")
+    config_file = str(tmp_path / "tiny.yaml")
+    save_config(cfg, config_file)
+
+    out = tmp_path / "test"
+    done = subprocess.run(
+        [sys.executable, TEST_NET, "--config-file", config_file, "--ckpt", checkpoint, "OUTPUT_DIR", str(out),
+         "TEST.INT8", "True", "TEST.INT8_CALIBRATION_IMAGES", "3"],
+        capture_output=True, text=True, env=_env(MASKRCNN_DATA_DIR=data_dir), timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    log = (out / "inference" / "log.txt").read_text()
+    assert "Quantized the backbone to int8 (x86 engine), calibrated on 3 images" in log
+    written = json.loads((out / "inference" / "shapes_val" / "coco_results.json").read_text())
+    assert {"bbox", "segm"} <= set(written["results"])
+    assert len(torch.load(out / "inference" / "shapes_val" / "predictions.pth", weights_only=False)) == 4
