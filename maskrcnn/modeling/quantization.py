@@ -38,6 +38,7 @@ import contextlib
 import copy
 import itertools
 import logging
+import operator
 import warnings
 
 import torch
@@ -154,7 +155,8 @@ class _LeafTracer(torch.fx.Tracer):
 
 def _traced_for_quantization(backbone, float_classes):
     """torch.fx.GraphModule of ``backbone`` (its own submodules under the same names) with the
-    nn.Identity calls removed and in-place ReLUs made out-of-place."""
+    nn.Identity calls removed and in-place ReLUs and additions made out-of-place (the quantized
+    patterns match only those)."""
     tracer = _LeafTracer(float_classes)
     graph = tracer.trace(backbone)
     traced = torch.fx.GraphModule(backbone, graph, type(backbone).__name__)
@@ -166,6 +168,10 @@ def _traced_for_quantization(backbone, float_classes):
             node.target = F.relu
         elif node.op == "call_method" and node.target == "relu_":
             node.op, node.target = "call_function", F.relu
+        elif node.op == "call_function" and node.target is operator.iadd:
+            node.target = operator.add  # `out += identity` of the residual blocks
+        elif node.op == "call_method" and node.target == "add_":
+            node.op, node.target = "call_function", operator.add  # the FPN's top-down `add_`
     traced.graph.lint()
     traced.delete_all_unused_submodules()
     traced.recompile()

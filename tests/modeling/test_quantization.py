@@ -206,3 +206,15 @@ def test_quantizing_a_copy_leaves_the_float_weights_untouched(float_and_int8):
     assert set(after) == set(before)
     assert all(torch.equal(after[key], value) for key, value in before.items())
     assert not [m for m in model.backbone.modules() if isinstance(m, QUANTIZED_CONVS)]
+
+
+def test_residual_and_top_down_additions_run_as_int8_kernels(float_and_int8):
+    """The in-place `out += identity` / `add_` of the float model are rewritten so the quantized
+    add (+ ReLU) kernels replace them; left in place they would run in float between dequantize
+    and quantize."""
+    _, quantized, _ = float_and_int8
+    targets = [str(node.target) for node in quantized.backbone.graph_module.graph.nodes
+               if node.op == "call_function"]
+    assert any("quantized.add_relu" in t for t in targets), targets
+    assert any(t.endswith("quantized.add") for t in targets), targets
+    assert not [t for t in targets if "iadd" in t or t == "add_"], targets
