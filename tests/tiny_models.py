@@ -10,6 +10,7 @@ import math
 import torch
 
 from maskrcnn.config import cfg as default_cfg
+from maskrcnn.layers.batch_norm import FrozenBatchNorm2d
 from maskrcnn.modeling.detector import build_detection_model
 
 FPN_SCALES = (0.25, 0.125, 0.0625, 0.03125)
@@ -139,3 +140,18 @@ def assert_pinned_losses(losses, pinned, abs_tol=1e-6):
     assert set(losses) == set(pinned)
     for name, value in pinned.items():
         assert math.isclose(losses[name], value, rel_tol=1e-3, abs_tol=abs_tol), (name, losses[name], value)
+
+
+def randomize_norms(model, seed=0):
+    """Non-trivial statistics and affine values in every FrozenBatchNorm2d / nn.BatchNorm2d of
+    `model` (the defaults are identities, which would hide folding errors). Returns `model`."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)):
+                n = module.num_features
+                module.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+                module.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+    return model

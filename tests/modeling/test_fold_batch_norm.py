@@ -10,25 +10,11 @@ from maskrcnn.modeling.backbone import fbnet_builder as fb
 from maskrcnn.modeling.fold_batch_norm import fold_batch_norms, fold_batch_norms_from_cfg, fold_conv_bn
 from maskrcnn.modeling.inference_setup import optimize_for_inference, optimize_for_inference_from_cfg
 from maskrcnn.modeling.detector import build_detection_model
-from tests.tiny_models import MASK_FPN, R18_FPN, SMALL, SMALL_TEST_IMAGES, make_cfg, seeded_model
+from tests.tiny_models import MASK_FPN, R18_FPN, SMALL, SMALL_TEST_IMAGES, make_cfg, randomize_norms, seeded_model
 
 # test_detector's R-18-FPN Faster R-CNN, and test_mask_keypoint_rcnn's Mask R-CNN keeping every detection
 FASTER_R18_FPN = SMALL + SMALL_TEST_IMAGES + R18_FPN
 MASK_R18_FPN = SMALL + ["MODEL.ROI_HEADS.SCORE_THRESH", 0.0] + R18_FPN + MASK_FPN
-
-
-def _randomize_norms(model, seed=0):
-    """Non-trivial statistics and affine values in every batch norm (the defaults are identities)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (FrozenBatchNorm2d, nn.BatchNorm2d)):
-                n = module.num_features
-                module.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-                module.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-    return model
 
 
 def _norms(model):
@@ -38,7 +24,7 @@ def _norms(model):
 def _detections_before_and_after(cfg, transform):
     """(model, transform(cfg, model), the detections of each on one random 64 x 96 image): the model
     is cfg's (seed 0) with randomized batch norms, in eval mode."""
-    model = _randomize_norms(seeded_model(cfg)).eval()
+    model = randomize_norms(seeded_model(cfg)).eval()
     image = torch.randn(3, 64, 96)
     with torch.no_grad():
         expected = model([image])[0]
@@ -57,7 +43,7 @@ def test_resnet_body_folds_every_frozen_bn_and_keeps_outputs(body, trans_func):
                          "MODEL.RESNETS.BACKBONE_OUT_CHANNELS", 32, "MODEL.RESNETS.RES2_OUT_CHANNELS",
                          64 if body.startswith("R-18") else 256])
     torch.manual_seed(0)
-    model = _randomize_norms(build_backbone(cfg)).eval()
+    model = randomize_norms(build_backbone(cfg)).eval()
     state_before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
@@ -81,7 +67,7 @@ def test_fbnet_blocks_fold(name, bn_type):
     torch.manual_seed(0)
     block = fb.PRIMITIVES[name](8, 16, expansion=2, stride=2, bn_type=bn_type, width_divisor=1,
                                 dw_skip_bn=False, dw_skip_relu=False)
-    block = _randomize_norms(block).eval()
+    block = randomize_norms(block).eval()
     x = torch.randn(2, 8, 16, 16)
     with torch.no_grad():
         expected = block(x)
@@ -110,7 +96,7 @@ def test_norm_not_after_a_convolution_is_not_folded():
 def test_fold_conv_bn_with_bias_and_double_and_errors():
     torch.manual_seed(0)
     conv = Conv2d(3, 5, 3, padding=1, bias=True).double()
-    norm = _randomize_norms(nn.Sequential(nn.BatchNorm2d(5))).double().eval()[0]
+    norm = randomize_norms(nn.Sequential(nn.BatchNorm2d(5))).double().eval()[0]
     x = torch.randn(2, 3, 7, 7, dtype=torch.double)
     with torch.no_grad():
         expected = norm(conv(x))

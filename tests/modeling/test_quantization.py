@@ -21,25 +21,11 @@ from maskrcnn.modeling.quantization import (
     QuantizedBackbone, calibration_batches, quantize_backbone, quantize_backbone_from_cfg, quantize_backbone_module,
 )
 from maskrcnn.structures.image_list import ImageList, to_image_list
-from tests.tiny_models import MASK_FPN, R18_FPN, SMALL, make_cfg, seeded_model
+from tests.tiny_models import MASK_FPN, R18_FPN, SMALL, make_cfg, randomize_norms, seeded_model
 
 MASK_R18_FPN = SMALL + ["MODEL.ROI_HEADS.SCORE_THRESH", 0.0] + R18_FPN + MASK_FPN
 QUANTIZED_CONVS = (nn_quantized.Conv2d, intrinsic_quantized.ConvReLU2d)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def _randomize_norms(model, seed=0):
-    """Non-trivial statistics and affine values in every batch norm (the defaults are identities)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (FrozenBatchNorm2d, nn.BatchNorm2d)):
-                n = module.num_features
-                module.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-                module.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-    return model
 
 
 def _images(count, seed, height=64, width=96):
@@ -55,7 +41,7 @@ def _relative_error(got, want):
 def float_and_int8():
     """(float Mask R-CNN R-18-FPN with random batch norms, eval mode; its int8-backbone copy
     calibrated on 4 random images; the float model's state dict from before quantizing)."""
-    model = _randomize_norms(seeded_model(make_cfg(*MASK_R18_FPN))).eval()
+    model = randomize_norms(seeded_model(make_cfg(*MASK_R18_FPN))).eval()
     state_before = copy.deepcopy(model.state_dict())
     calibration = [_images(2, seed) for seed in (1, 2)]
     return model, quantize_backbone(model, calibration), state_before
@@ -126,7 +112,7 @@ def _deformable_r18_fpn_backbone():
 def test_blocks_without_int8_kernels_stay_float_inside_the_int8_backbone(make_backbone):
     torch.manual_seed(0)
     backbone, float_class = make_backbone()
-    backbone = _randomize_norms(backbone).eval()
+    backbone = randomize_norms(backbone).eval()
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
     quantized = quantize_backbone_module(backbone, [torch.randn(2, 3, 64, 64)])
     with torch.no_grad():
