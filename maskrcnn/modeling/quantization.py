@@ -15,8 +15,9 @@ How the backbone is quantized (``quantize_backbone_module``):
 3. the backbone is traced with ``torch.fx``, with the modules it cannot trace or that have no int8
    kernel (``FLOAT_MODULE_CLASSES``: FBNet's channel shuffle and shift, deformable convolutions
    and the norms that could not be folded) as leaves that stay float; in the graph the
-   ``nn.Identity`` left by folding are dropped and the in-place ``relu_`` of the residual blocks
-   become ``relu``, so convolution + ReLU and addition + ReLU fuse into single int8 kernels;
+   ``nn.Identity`` left by folding are dropped and the in-place ops (``relu_``, the residual
+   ``+=``, the FPN's ``add_``) become out-of-place ones, so convolution + ReLU and addition
+   (+ ReLU) become single int8 kernels;
 4. ``prepare_fx`` inserts observers (the engine's default QConfigMapping: histogram observers on
    activations, per-channel symmetric int8 weights), the calibration batches run through it, and
    ``convert_fx`` produces the int8 graph.
@@ -80,9 +81,11 @@ def _float_module_classes():
 # only remain where they could not be folded (after a deformable convolution).
 FLOAT_MODULE_CLASSES = _float_module_classes()
 
-# In-place ReLUs of the graph that become out-of-place ones, so that FX's fusion patterns
-# (conv + relu, add + relu) match them.
-_INPLACE_RELUS = {torch.relu_, F.relu_}
+# In-place ops of the float model (ReLUs, the residual `out += identity`, the FPN's top-down
+# `add_`) and the out-of-place functions they become in the traced graph: FX's quantization
+# patterns (conv + relu, add + relu, add) match only those.
+_OUT_OF_PLACE_FUNCTIONS = {torch.relu_: F.relu, F.relu_: F.relu, operator.iadd: operator.add}
+_OUT_OF_PLACE_METHODS = {"relu_": F.relu, "add_": operator.add}
 
 # Deprecation notices torch gives for every use of torch.ao.quantization and quantized tensors
 _DEPRECATION_MESSAGES = (
@@ -164,14 +167,10 @@ def _traced_for_quantization(backbone, float_classes):
         if node.op == "call_module" and isinstance(traced.get_submodule(node.target), nn.Identity):
             node.replace_all_uses_with(node.args[0])
             traced.graph.erase_node(node)
-        elif node.op == "call_function" and node.target in _INPLACE_RELUS:
-            node.target = F.relu
-        elif node.op == "call_method" and node.target == "relu_":
-            node.op, node.target = "call_function", F.relu
-        elif node.op == "call_function" and node.target is operator.iadd:
-            node.target = operator.add  # `out += identity` of the residual blocks
-        elif node.op == "call_method" and node.target == "add_":
-            node.op, node.target = "call_function", operator.add  # the FPN's top-down `add_`
+        elif node.op == "call_function" and node.target in _OUT_OF_PLACE_FUNCTIONS:
+            node.target = _OUT_OF_PLACE_FUNCTIONS[node.target]
+        elif node.op == "call_method" and node.target in _OUT_OF_PLACE_METHODS:
+            node.op, node.target = "call_function", _OUT_OF_PLACE_METHODS[node.target]
     traced.graph.lint()
     traced.delete_all_unused_submodules()
     traced.recompile()
