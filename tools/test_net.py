@@ -23,6 +23,8 @@ Useful overrides: MODEL.DEVICE cpu|cuda, TEST.IMS_PER_BATCH N (over all processe
 TEST.BBOX_AUG.ENABLED True (test-time augmentation: TEST.BBOX_AUG.H_FLIP, SCALES, MAX_SIZE,
 SCALE_H_FLIP), TEST.INT8 True (CPU only: the backbone quantized to int8 after loading the
 weights, calibrated on the first TEST.INT8_CALIBRATION_IMAGES images of DATASETS.TEST[0]),
+TEST.COMPILE True (the backbone and heads compiled by torch.compile with frozen weights: slower
+first images, faster after; maskrcnn.modeling.compiled_inference),
 DATASETS.TEST "('name',)", OUTPUT_DIR path.
 """
 import os
@@ -37,7 +39,7 @@ from maskrcnn.engine.launch import (
 )
 from maskrcnn.modeling.detector import build_detection_model
 from maskrcnn.modeling.memory_format import channels_last_from_cfg
-from maskrcnn.modeling.quantization import quantize_backbone_from_cfg
+from maskrcnn.modeling.inference_setup import optimize_for_inference_from_cfg
 from maskrcnn.utils.checkpoint import DetectronCheckpointer
 from maskrcnn.utils.comm import is_main_process, synchronize
 
@@ -91,7 +93,8 @@ def main(argv=None):
     channels_last_from_cfg(cfg, model.to(torch.device(cfg.MODEL.DEVICE)))
     source = load_weights(cfg, model, args.ckpt, logger)
     logger.info("Evaluating weights %s", source or "(random initialisation)")
-    model = quantize_backbone_from_cfg(cfg, model, inplace=True)  # TEST.INT8: int8 backbone (CPU only)
+    # TEST.FOLD_BN, TEST.CHANNELS_LAST; TEST.INT8: int8 backbone (CPU only); TEST.COMPILE
+    model = optimize_for_inference_from_cfg(cfg, model, inplace=True)
 
     results = run_test(cfg, model, distributed, output_dir=cfg.OUTPUT_DIR)
     synchronize()

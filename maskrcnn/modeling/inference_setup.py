@@ -11,10 +11,13 @@ every later convolution, upsampling and addition keeps that layout); the whole M
 forward with 100 detections 0.65-0.82x.
 
 TEST.INT8 adds a third step for the CPU: the backbone quantized to int8
-(``maskrcnn.modeling.quantization``; benchmarks/README.md, "int8 CPU inference").
+(``maskrcnn.modeling.quantization``; benchmarks/README.md, "int8 CPU inference"). TEST.COMPILE
+instead compiles the backbone and heads with their weights frozen
+(``maskrcnn.modeling.compiled_inference``; benchmarks/README.md, "Compiled inference").
 """
 import copy
 
+from maskrcnn.modeling.compiled_inference import compile_for_inference_from_cfg
 from maskrcnn.modeling.fold_batch_norm import fold_batch_norms
 from maskrcnn.modeling.memory_format import to_channels_last
 from maskrcnn.modeling.quantization import quantize_backbone_from_cfg
@@ -43,7 +46,9 @@ def optimize_for_inference_from_cfg(cfg, model, inplace=False, calibration_image
     """``optimize_for_inference`` with TEST.FOLD_BN and TEST.CHANNELS_LAST, then, when TEST.INT8,
     the backbone quantized to int8 (``maskrcnn.modeling.quantization.quantize_backbone_from_cfg``;
     CPU only), calibrated on ``calibration_images`` (a data loader or image batches; None: the
-    test data loader of DATASETS.TEST[0])."""
+    test data loader of DATASETS.TEST[0]); when TEST.COMPILE, the backbone and heads compiled
+    with frozen weights (``maskrcnn.modeling.compiled_inference``)."""
     model = optimize_for_inference(model, fold_bn=cfg.TEST.FOLD_BN, channels_last=cfg.TEST.CHANNELS_LAST,
                                    inplace=inplace)
-    return quantize_backbone_from_cfg(cfg, model, calibration_images, inplace=True)
+    model = quantize_backbone_from_cfg(cfg, model, calibration_images, inplace=True)
+    return compile_for_inference_from_cfg(cfg, model)
