@@ -2,7 +2,7 @@
 import torch
 
 from maskrcnn.structures.bounding_box import BoxList
-from maskrcnn.structures.box_convention import pixel_offset
+from maskrcnn.structures.box_convention import pixel_offset, resolve_legacy_plus_one
 
 
 def boxlist_nms(boxlist, nms_thresh, max_proposals=-1, score_field="scores"):
@@ -52,17 +52,36 @@ def boxlist_iou(boxlist1, boxlist2):
             "boxlist_iou: boxlists use different box conventions "
             f"(legacy_plus_one={boxlist1.legacy_plus_one} and {boxlist2.legacy_plus_one})"
         )
-    boxlist1 = boxlist1.convert("xyxy")
-    boxlist2 = boxlist2.convert("xyxy")
-    offset = pixel_offset(boxlist1.legacy_plus_one)
-    area1 = boxlist1.area()
-    area2 = boxlist2.area()
-    box1, box2 = boxlist1.bbox, boxlist2.bbox
-    top_left = torch.max(box1[:, None, :2], box2[:, :2])  # [N, M, 2]
-    bottom_right = torch.min(box1[:, None, 2:], box2[:, 2:])  # [N, M, 2]
+    return pairwise_iou(
+        boxlist1.convert("xyxy").bbox, boxlist2.convert("xyxy").bbox, legacy_plus_one=boxlist1.legacy_plus_one
+    )
+
+
+def pairwise_iou(boxes1, boxes2, legacy_plus_one=None):
+    """Intersection over union of every box of ``boxes1`` with every box of ``boxes2``, broadcast
+    over any leading (batch) dimensions.
+
+    Arguments:
+        boxes1: Tensor[..., N, 4] (x1, y1, x2, y2), e.g. [N, 4] or [B, G, 4].
+        boxes2: Tensor[..., M, 4] (x1, y1, x2, y2), e.g. [M, 4] or [B, M, 4].
+        legacy_plus_one (bool or None): widths x2 - x1 + 1 (legacy) or x2 - x1 (modern); None
+            is the process-wide default (``resolve_legacy_plus_one``).
+    Returns:
+        Tensor[..., N, M]: IoU (the leading dimensions broadcast). Batched calls give, image by
+        image, exactly the values of the unbatched ones (the same elementwise operations).
+    """
+    if boxes1.shape[-1:] != (4,) or boxes2.shape[-1:] != (4,) or boxes1.dim() < 2 or boxes2.dim() < 2:
+        raise ValueError(
+            f"pairwise_iou: boxes must be [..., N, 4], got {list(boxes1.shape)} and {list(boxes2.shape)}"
+        )
+    offset = pixel_offset(resolve_legacy_plus_one(legacy_plus_one))
+    area1 = (boxes1[..., 2] - boxes1[..., 0] + offset) * (boxes1[..., 3] - boxes1[..., 1] + offset)  # [..., N]
+    area2 = (boxes2[..., 2] - boxes2[..., 0] + offset) * (boxes2[..., 3] - boxes2[..., 1] + offset)  # [..., M]
+    top_left = torch.max(boxes1[..., :, None, :2], boxes2[..., None, :, :2])  # [..., N, M, 2]
+    bottom_right = torch.min(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])  # [..., N, M, 2]
     overlap = (bottom_right - top_left + offset).clamp(min=0)
-    inter = overlap[:, :, 0] * overlap[:, :, 1]
-    return inter / (area1[:, None] + area2 - inter)
+    inter = overlap[..., 0] * overlap[..., 1]
+    return inter / (area1[..., :, None] + area2[..., None, :] - inter)
 
 
 def _cat(tensors, dim=0):
