@@ -53,7 +53,7 @@ class Matcher(object):
             )
         return self.match_batch(match_quality_matrix[None])[0]
 
-    def match_batch(self, match_quality_matrix, gt_valid=None, pred_valid=None):
+    def match_batch(self, match_quality_matrix, gt_valid=None, pred_valid=None, inplace=False):
         """``__call__`` for B images at once, on matrices padded to a common size.
 
         Arguments:
@@ -61,6 +61,8 @@ class Matcher(object):
                 prediction m (IoU in [0, 1]; padded entries may hold anything).
             gt_valid: Tensor[B, G] bool, the real ground-truth rows of each image (None: all).
             pred_valid: Tensor[B, M] bool, the real prediction columns (None: all).
+            inplace (bool): the padded entries of match_quality_matrix may be overwritten (with
+                -inf), which saves a copy of it; otherwise it is left as it is.
         Returns:
             Tensor[B, M] (int64): for each image, on its real columns, exactly what ``__call__``
             gives for its real rows and columns alone; BELOW_LOW_THRESHOLD on padded columns.
@@ -89,16 +91,19 @@ class Matcher(object):
         if num_gt == 0 or num_predictions == 0:
             return matches
 
-        valid = None  # Tensor[B, G, M] bool, or None when nothing is padded
-        if gt_valid is not None or pred_valid is not None:
-            valid = torch.ones((1, 1, 1), dtype=torch.bool, device=device)
+        # padded rows must not be any prediction's best ground truth; padded columns must not be
+        # a ground truth's best prediction (only the low-quality rule looks at those): -inf there,
+        # written row / column-wise (the tensors can be large: no full-size mask)
+        mask_columns = pred_valid is not None and self.allow_low_quality_matches
+        if gt_valid is not None or mask_columns:
+            if not inplace:
+                match_quality_matrix = match_quality_matrix.clone()
             if gt_valid is not None:
-                valid = valid & gt_valid[:, :, None]
-            if pred_valid is not None:
-                valid = valid & pred_valid[:, None, :]
-            # padding can neither be the best ground truth of a prediction (padded rows come
-            # second in every comparison) nor the best prediction of a ground truth
-            match_quality_matrix = match_quality_matrix.masked_fill(~valid, float("-inf"))
+                image, row = torch.nonzero(~gt_valid, as_tuple=True)
+                match_quality_matrix[image, row, :] = float("-inf")
+            if mask_columns:
+                image, column = torch.nonzero(~pred_valid, as_tuple=True)
+                match_quality_matrix[image, :, column] = float("-inf")
 
         matched_vals, best_matches = match_quality_matrix.max(dim=1)  # [B, M]
         matches = torch.where(
@@ -109,7 +114,7 @@ class Matcher(object):
             ),
         )
         if self.allow_low_quality_matches:
-            self.set_low_quality_matches_(matches, best_matches, match_quality_matrix, valid)
+            self.set_low_quality_matches_(matches, best_matches, match_quality_matrix, gt_valid)
         if gt_valid is not None or pred_valid is not None:
             keep = torch.ones((1, 1), dtype=torch.bool, device=device)
             if gt_valid is not None:
@@ -132,17 +137,18 @@ class Matcher(object):
             if not image_has_pred:
                 raise ValueError("No proposal boxes available for one of the images during training")
 
-    def set_low_quality_matches_(self, matches, all_matches, match_quality_matrix, valid=None):
+    def set_low_quality_matches_(self, matches, all_matches, match_quality_matrix, gt_valid=None):
         """Give back to every ground truth the prediction(s) it overlaps most (in place).
 
         matches: Tensor[..., M] after thresholding; all_matches: Tensor[..., M], the argmax before
-        it; match_quality_matrix: Tensor[..., G, M]; valid: optional Tensor[..., G, M] bool, the
-        real (unpadded) entries, which alone can be claimed. A prediction that is the best for
+        it; match_quality_matrix: Tensor[..., G, M]; gt_valid: optional Tensor[..., G] bool, the
+        real ground-truth rows (padded rows claim nothing). A prediction that is the best for
         several ground truths keeps its own argmax.
         """
         highest_quality_foreach_gt = match_quality_matrix.max(dim=-1).values  # [..., G]
+        if gt_valid is not None:
+            # NaN equals nothing: padded rows have no best prediction
+            highest_quality_foreach_gt = highest_quality_foreach_gt.masked_fill(~gt_valid, float("nan"))
         is_best = match_quality_matrix == highest_quality_foreach_gt[..., None]  # [..., G, M]
-        if valid is not None:
-            is_best &= valid
         pred_inds_to_update = is_best.any(dim=-2)  # [..., M]
         matches[pred_inds_to_update] = all_matches[pred_inds_to_update]
