@@ -2,7 +2,7 @@
 import torch
 
 from maskrcnn.structures.bounding_box import BoxList
-from maskrcnn.structures.box_convention import pixel_offset
+from maskrcnn.structures.box_convention import pixel_offset, resolve_legacy_plus_one
 
 
 def boxlist_nms(boxlist, nms_thresh, max_proposals=-1, score_field="scores"):
@@ -52,17 +52,60 @@ def boxlist_iou(boxlist1, boxlist2):
             "boxlist_iou: boxlists use different box conventions "
             f"(legacy_plus_one={boxlist1.legacy_plus_one} and {boxlist2.legacy_plus_one})"
         )
-    boxlist1 = boxlist1.convert("xyxy")
-    boxlist2 = boxlist2.convert("xyxy")
-    offset = pixel_offset(boxlist1.legacy_plus_one)
-    area1 = boxlist1.area()
-    area2 = boxlist2.area()
-    box1, box2 = boxlist1.bbox, boxlist2.bbox
-    top_left = torch.max(box1[:, None, :2], box2[:, :2])  # [N, M, 2]
-    bottom_right = torch.min(box1[:, None, 2:], box2[:, 2:])  # [N, M, 2]
-    overlap = (bottom_right - top_left + offset).clamp(min=0)
-    inter = overlap[:, :, 0] * overlap[:, :, 1]
-    return inter / (area1[:, None] + area2 - inter)
+    return pairwise_iou(
+        boxlist1.convert("xyxy").bbox, boxlist2.convert("xyxy").bbox, legacy_plus_one=boxlist1.legacy_plus_one
+    )
+
+
+# pairwise_iou on the CPU works through [..., N, M] in blocks of about this many elements, so that its
+# temporaries stay small: at RPN sizes (10 x 240k per image) allocating (page-faulting) fresh
+# full-size temporaries cost more than the arithmetic (2.5x the time for 2 images)
+_CPU_IOU_BLOCK = 1 << 18
+
+
+def pairwise_iou(boxes1, boxes2, legacy_plus_one=None):
+    """Intersection over union of every box of ``boxes1`` with every box of ``boxes2``, broadcast
+    over any leading (batch) dimensions.
+
+    Arguments:
+        boxes1: Tensor[..., N, 4] (x1, y1, x2, y2), e.g. [N, 4] or [B, G, 4].
+        boxes2: Tensor[..., M, 4] (x1, y1, x2, y2), e.g. [M, 4] or [B, M, 4].
+        legacy_plus_one (bool or None): widths x2 - x1 + 1 (legacy) or x2 - x1 (modern); None
+            is the process-wide default (``resolve_legacy_plus_one``).
+    Returns:
+        Tensor[..., N, M]: IoU (the leading dimensions broadcast). Batched calls give, image by
+        image, exactly the values of the unbatched ones (the same elementwise operations).
+    """
+    if boxes1.shape[-1:] != (4,) or boxes2.shape[-1:] != (4,) or boxes1.dim() < 2 or boxes2.dim() < 2:
+        raise ValueError(
+            f"pairwise_iou: boxes must be [..., N, 4], got {list(boxes1.shape)} and {list(boxes2.shape)}"
+        )
+    offset = pixel_offset(resolve_legacy_plus_one(legacy_plus_one))
+    rows = torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2]).numel() * boxes1.shape[-2]
+    num = boxes2.shape[-2]
+    needs_grad = torch.is_grad_enabled() and (boxes1.requires_grad or boxes2.requires_grad)
+    if boxes2.device.type != "cpu" or needs_grad or rows * num <= 2 * _CPU_IOU_BLOCK:
+        return _iou_block(boxes1, boxes2, offset)
+    step = max(1, _CPU_IOU_BLOCK // max(rows, 1))
+    first = _iou_block(boxes1, boxes2[..., :step, :], offset)
+    result = first.new_empty(first.shape[:-1] + (num,))
+    result[..., :step] = first
+    for start in range(step, num, step):
+        result[..., start:start + step] = _iou_block(boxes1, boxes2[..., start:start + step, :], offset)
+    return result
+
+
+def _iou_block(boxes1, boxes2, offset):
+    """``pairwise_iou`` of Tensor[..., N, 4] and Tensor[..., M, 4] in one piece (autograd works)."""
+    x1a, y1a, x2a, y2a = (c[..., :, None] for c in boxes1.unbind(-1))  # [..., N, 1] each
+    x1b, y1b, x2b, y2b = (c.contiguous()[..., None, :] for c in boxes2.unbind(-1))  # [..., 1, M] each
+    area1 = (x2a - x1a + offset) * (y2a - y1a + offset)  # [..., N, 1]
+    area2 = (x2b - x1b + offset) * (y2b - y1b + offset)  # [..., 1, M]
+    # in place on the [..., N, M] temporaries: fewer of them
+    width = torch.min(x2a, x2b).sub_(torch.max(x1a, x1b)).add_(offset).clamp_(min=0)
+    height = torch.min(y2a, y2b).sub_(torch.max(y1a, y1b)).add_(offset).clamp_(min=0)
+    inter = width.mul_(height)
+    return inter.div_((area1 + area2).sub_(inter))
 
 
 def _cat(tensors, dim=0):

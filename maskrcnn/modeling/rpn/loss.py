@@ -5,10 +5,11 @@ from torch.nn import functional as F
 
 from maskrcnn.layers import smooth_l1_loss
 from maskrcnn.modeling.balanced_positive_negative_sampler import BalancedPositiveNegativeSampler
+from maskrcnn.modeling.batched_matching import match_boxlists
 from maskrcnn.modeling.matcher import Matcher
 from maskrcnn.modeling.utils import cat
 from maskrcnn.structures.bounding_box import BoxList
-from maskrcnn.structures.boxlist_ops import boxlist_iou, cat_boxlist
+from maskrcnn.structures.boxlist_ops import cat_boxlist
 
 from .utils import concat_box_prediction_layers
 
@@ -43,44 +44,45 @@ class RPNLossComputation(object):
         """BoxList (one row per anchor) of the ground truth each anchor is matched to, with field
         ``matched_idxs`` (Tensor[M], the Matcher's output). Unmatched anchors carry the box of
         ground truth 0, or their own box when the image has no ground truth."""
-        match_quality_matrix = boxlist_iou(target, anchor)
-        matched_idxs = self.proposal_matcher(match_quality_matrix)
-        target = target.copy_with_fields(list(copied_fields))
-        if len(target) > 0:
-            matched_targets = target[matched_idxs.clamp(min=0)]
-        else:
-            # no ground truth: every anchor is background; its "matched" box is itself (zero
-            # regression target) and copied tensor fields (e.g. RetinaNet's labels) are zeros
-            matched_targets = BoxList(anchor.bbox, anchor.size, mode="xyxy", legacy_plus_one=anchor.legacy_plus_one)
-            for name in target.fields():
-                value = target.get_field(name)
-                if not isinstance(value, torch.Tensor):
-                    raise TypeError(
-                        f"RPN loss: cannot match the non-tensor field {name!r} of an image without ground truth"
-                    )
-                matched_targets.add_field(name, value.new_zeros((len(anchor),) + tuple(value.shape[1:])))
-        matched_targets.add_field("matched_idxs", matched_idxs)
-        return matched_targets
+        return self._match_all([anchor], [target], copied_fields)[0]
+
+    def _match_all(self, anchors, targets, copied_fields):
+        """All images at once (one IoU, one Matcher call): ``match_targets_to_anchors`` of every
+        image, concatenated. Returns (BoxList of P = sum M_i rows in the first image's size,
+        BatchedMatch, the anchors' boxes Tensor[P, 4])."""
+        match = match_boxlists(self.proposal_matcher, targets, anchors)
+        anchor_boxes = torch.cat([anchor.convert("xyxy").bbox for anchor in anchors], dim=0)  # [P, 4]
+        # no ground truth: the anchor's "matched" box is itself (zero regression target) and
+        # copied tensor fields (e.g. RetinaNet's labels) are zeros
+        boxes = match.gather([target.convert("xyxy").bbox for target in targets], fill=anchor_boxes)
+        matched_targets = BoxList(boxes, anchors[0].size, mode="xyxy", legacy_plus_one=anchors[0].legacy_plus_one)
+        for name in copied_fields:
+            matched_targets.add_field(name, match.gather_field(targets, name, fill=0))
+        matched_targets.add_field("matched_idxs", match.matched_idxs)
+        return matched_targets, match, anchor_boxes
 
     def prepare_targets(self, anchors, targets):
         """Per image: labels Tensor[M] (1 object, 0 background, -1 ignored, float32) and
         regression targets Tensor[M, 4]."""
-        labels = []
-        regression_targets = []
-        for anchors_per_image, targets_per_image in zip(anchors, targets):
-            matched_targets = self.match_targets_to_anchors(anchors_per_image, targets_per_image, self.copied_fields)
-            matched_idxs = matched_targets.get_field("matched_idxs")
-            labels_per_image = self.generate_labels_func(matched_targets).to(dtype=torch.float32)
+        labels, regression_targets, match = self._prepare_targets_all(anchors, targets)
+        return list(match.split(labels)), list(match.split(regression_targets))
 
-            labels_per_image[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
-            if "not_visibility" in self.discard_cases:
-                labels_per_image[~anchors_per_image.get_field("visibility").bool()] = -1
-            if "between_thresholds" in self.discard_cases:
-                labels_per_image[matched_idxs == Matcher.BETWEEN_THRESHOLDS] = -1
+    def _prepare_targets_all(self, anchors, targets):
+        """``prepare_targets`` concatenated over the images: (labels Tensor[P], regression targets
+        Tensor[P, 4], BatchedMatch), P = sum M_i."""
+        matched_targets, match, anchor_boxes = self._match_all(anchors, targets, self.copied_fields)
+        matched_idxs = match.matched_idxs
+        labels = self.generate_labels_func(matched_targets).to(dtype=torch.float32)
 
-            regression_targets.append(self.box_coder.encode(matched_targets.bbox, anchors_per_image.bbox))
-            labels.append(labels_per_image)
-        return labels, regression_targets
+        labels[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
+        if "not_visibility" in self.discard_cases:
+            visibility = torch.cat([anchor.get_field("visibility") for anchor in anchors], dim=0)
+            labels[~visibility.bool()] = -1
+        if "between_thresholds" in self.discard_cases:
+            labels[matched_idxs == Matcher.BETWEEN_THRESHOLDS] = -1
+
+        regression_targets = self.box_coder.encode(matched_targets.bbox, anchor_boxes)
+        return labels, regression_targets, match
 
     def __call__(self, anchors, objectness, box_regression, targets):
         """
@@ -102,16 +104,14 @@ class RPNLossComputation(object):
             return objectness_flat.sum() * 0, box_regression_flat.sum() * 0
 
         anchors = [cat_boxlist(anchors_per_image) for anchors_per_image in anchors]
-        labels, regression_targets = self.prepare_targets(anchors, targets)
-        sampled_pos_masks, sampled_neg_masks = self.fg_bg_sampler(labels)
+        labels, regression_targets, match = self._prepare_targets_all(anchors, targets)
+        # sampled image by image: its per-image randperm is the random stream training depends on
+        sampled_pos_masks, sampled_neg_masks = self.fg_bg_sampler(list(match.split(labels)))
         sampled_pos_inds = torch.nonzero(cat(sampled_pos_masks, dim=0)).squeeze(1)
         sampled_neg_inds = torch.nonzero(cat(sampled_neg_masks, dim=0)).squeeze(1)
         sampled_inds = torch.cat([sampled_pos_inds, sampled_neg_inds], dim=0)
         if sampled_inds.numel() == 0:
             return objectness_flat.sum() * 0, box_regression_flat.sum() * 0
-
-        labels = cat(labels, dim=0)
-        regression_targets = cat(regression_targets, dim=0)
 
         box_loss = smooth_l1_loss(
             box_regression_flat[sampled_pos_inds],

@@ -17,10 +17,10 @@ from torch.nn import functional as F
 from maskrcnn.config.conventions import box_convention
 from maskrcnn.layers import smooth_l1_loss
 from maskrcnn.modeling.balanced_positive_negative_sampler import BalancedPositiveNegativeSampler
+from maskrcnn.modeling.batched_matching import match_boxlists
 from maskrcnn.modeling.box_coder import BoxCoder
 from maskrcnn.modeling.matcher import Matcher
 from maskrcnn.modeling.utils import cat
-from maskrcnn.structures.boxlist_ops import boxlist_iou
 
 __all__ = ["FastRCNNLossComputation", "make_roi_box_loss_evaluator"]
 
@@ -48,41 +48,41 @@ class FastRCNNLossComputation(object):
 
         Returns (matched_idxs Tensor[M] int64, matched_boxes Tensor[M, 4], matched_labels Tensor[M] int64).
         """
-        target = target.convert("xyxy")
-        match_quality_matrix = boxlist_iou(target, proposal)  # [G, M]
-        matched_idxs = self.proposal_matcher(match_quality_matrix)
-        if len(target) == 0:
-            num = matched_idxs.shape[0]
-            matched_boxes = proposal.bbox.new_zeros((num, 4))
-            matched_labels = torch.zeros(num, dtype=torch.int64, device=matched_idxs.device)
-            return matched_idxs, matched_boxes, matched_labels
-        labels = target.get_field("labels").to(dtype=torch.int64, device=matched_idxs.device)
-        safe_idxs = matched_idxs.clamp(min=0)
-        return matched_idxs, target.bbox[safe_idxs], labels[safe_idxs]
+        match, matched_boxes, matched_labels = self._match_all([proposal], [target])
+        return match.matched_idxs, matched_boxes, matched_labels
+
+    def _match_all(self, proposals, targets):
+        """``match_targets_to_proposals`` of all images at once (one IoU, one Matcher call),
+        concatenated: (BatchedMatch, matched_boxes Tensor[P, 4], matched_labels Tensor[P] int64)."""
+        match = match_boxlists(self.proposal_matcher, targets, proposals)
+        matched_boxes = match.gather([target.convert("xyxy").bbox for target in targets], fill=0)
+        matched_labels = match.gather_field(targets, "labels", fill=0, dtype=torch.int64)
+        return match, matched_boxes, matched_labels
 
     def prepare_targets(self, proposals, targets):
         """Per image: labels Tensor[M] int64 (class, 0 = background, -1 = ignored) and
         regression targets Tensor[M, 4] (zeros for RoIs that are not foreground of a real match)."""
+        labels, regression_targets, match = self._prepare_targets_all(proposals, targets)
+        return list(match.split(labels)), list(match.split(regression_targets))
+
+    def _prepare_targets_all(self, proposals, targets):
+        """``prepare_targets`` concatenated over the images: (labels Tensor[P] int64, regression
+        targets Tensor[P, 4], BatchedMatch), P = sum M_i."""
         if len(proposals) != len(targets):
             raise ValueError(
                 f"box head loss: got {len(proposals)} proposal lists but {len(targets)} targets"
             )
-        labels, regression_targets = [], []
-        for proposals_per_image, targets_per_image in zip(proposals, targets):
-            proposals_per_image = proposals_per_image.convert("xyxy")
-            matched_idxs, matched_boxes, matched_labels = self.match_targets_to_proposals(
-                proposals_per_image, targets_per_image
-            )
-            labels_per_image = matched_labels.clone()
-            labels_per_image[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
-            labels_per_image[matched_idxs == Matcher.BETWEEN_THRESHOLDS] = -1
-            if len(targets_per_image) == 0:
-                targets_per_image_reg = proposals_per_image.bbox.new_zeros((len(proposals_per_image), 4))
-            else:
-                targets_per_image_reg = self.box_coder.encode(matched_boxes, proposals_per_image.bbox)
-            labels.append(labels_per_image)
-            regression_targets.append(targets_per_image_reg)
-        return labels, regression_targets
+        proposals = [proposals_per_image.convert("xyxy") for proposals_per_image in proposals]
+        match, matched_boxes, labels = self._match_all(proposals, targets)
+        matched_idxs = match.matched_idxs
+        labels[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
+        labels[matched_idxs == Matcher.BETWEEN_THRESHOLDS] = -1
+        proposal_boxes = torch.cat([proposals_per_image.bbox for proposals_per_image in proposals], dim=0)
+        regression_targets = self.box_coder.encode(matched_boxes, proposal_boxes)
+        if not match.all_have_gt:
+            # images without ground truth: zero targets (their matched "boxes" are zeros)
+            regression_targets = torch.where(match.has_gt[:, None], regression_targets, 0)
+        return labels, regression_targets, match
 
     def subsample(self, proposals, targets):
         """Sample RoIs for the head.
@@ -91,17 +91,25 @@ class FastRCNNLossComputation(object):
         Returns list[BoxList]: the sampled proposals of each image with fields "labels" and
         "regression_targets" (kept for ``__call__``).
         """
-        labels, regression_targets = self.prepare_targets(proposals, targets)
-        sampled_pos_inds, sampled_neg_inds = self.fg_bg_sampler(labels)
+        labels, regression_targets, match = self._prepare_targets_all(proposals, targets)
+        # sampled image by image: its per-image randperm is the random stream training depends on
+        sampled_pos_inds, sampled_neg_inds = self.fg_bg_sampler(list(match.split(labels)))
 
+        keep = torch.nonzero(torch.cat(sampled_pos_inds) | torch.cat(sampled_neg_inds)).squeeze(1)  # [K]
+        image_of_keep = match.image_index[keep]
+        kept_counts = torch.bincount(image_of_keep, minlength=len(proposals)).tolist()
+        starts = torch.tensor([0] + match.counts[:-1], device=keep.device).cumsum(0)
+        local_keep = keep - starts[image_of_keep]  # row within its image
         sampled = []
-        for proposals_per_image, labels_i, targets_i, pos, neg in zip(
-            proposals, labels, regression_targets, sampled_pos_inds, sampled_neg_inds
+        for proposals_per_image, keep_i, labels_i, targets_i in zip(
+            proposals,
+            torch.split(local_keep, kept_counts),
+            torch.split(labels[keep], kept_counts),
+            torch.split(regression_targets[keep], kept_counts),
         ):
-            keep = torch.nonzero(pos | neg).squeeze(1)
-            sampled_per_image = proposals_per_image.convert("xyxy")[keep]
-            sampled_per_image.add_field("labels", labels_i[keep])
-            sampled_per_image.add_field("regression_targets", targets_i[keep])
+            sampled_per_image = proposals_per_image.convert("xyxy")[keep_i]
+            sampled_per_image.add_field("labels", labels_i)
+            sampled_per_image.add_field("regression_targets", targets_i)
             sampled.append(sampled_per_image)
         self._proposals = sampled
         return sampled

@@ -11,9 +11,9 @@ import torch
 from torch.nn import functional as F
 
 from maskrcnn.modeling.balanced_positive_negative_sampler import BalancedPositiveNegativeSampler
+from maskrcnn.modeling.batched_matching import match_boxlists
 from maskrcnn.modeling.matcher import Matcher
 from maskrcnn.modeling.utils import cat
-from maskrcnn.structures.boxlist_ops import boxlist_iou
 from maskrcnn.structures.keypoint import Keypoints, keypoints_to_heat_map
 
 __all__ = [
@@ -64,35 +64,41 @@ class KeypointRCNNLossComputation(object):
     def match_targets_to_proposals(self, proposal, target):
         """Returns (matched_idxs Tensor[M] int64, target BoxList with "labels" and "keypoints"
         indexed by the clamped matches, or None when the image has no ground truth)."""
-        match_quality_matrix = boxlist_iou(target, proposal)
-        matched_idxs = self.proposal_matcher(match_quality_matrix)
+        match = match_boxlists(self.proposal_matcher, [target], [proposal])
+        return match.matched_idxs, self._matched_targets(target, match.matched_idxs)
+
+    @staticmethod
+    def _matched_targets(target, matched_idxs):
+        """The target BoxList (fields "labels", "keypoints") indexed by the clamped matches
+        Tensor[M]; None for an image without ground truth."""
         if len(target) == 0:
-            return matched_idxs, None
+            return None
         target = target.convert("xyxy").copy_with_fields(["labels", "keypoints"])
-        return matched_idxs, target[matched_idxs.clamp(min=0)]
+        return target[matched_idxs.clamp(min=0)]
 
     def prepare_targets(self, proposals, targets):
         """Per image: labels Tensor[M] int64 (>0 foreground, 0 background, -1 ignored) and the
         matched Keypoints (M instances)."""
-        labels, keypoints = [], []
-        for proposals_per_image, targets_per_image in zip(proposals, targets):
-            matched_idxs, matched_targets = self.match_targets_to_proposals(
-                proposals_per_image, targets_per_image
-            )
+        match = match_boxlists(self.proposal_matcher, targets, proposals)
+        labels = match.gather_field(targets, "labels", fill=0, dtype=torch.int64)  # [P], all images
+        labels[match.matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
+        labels[match.matched_idxs == Matcher.BETWEEN_THRESHOLDS] = -1
+        labels = list(match.split(labels))
+        keypoints = []
+        # the matched Keypoints objects (a class per keypoint set, extra fields) stay per image
+        for image, (proposals_per_image, targets_per_image, matched_idxs) in enumerate(
+            zip(proposals, targets, match.per_image())
+        ):
+            matched_targets = self._matched_targets(targets_per_image, matched_idxs)
             device = proposals_per_image.bbox.device
             if matched_targets is None:
-                labels.append(torch.zeros(len(proposals_per_image), dtype=torch.int64, device=device))
                 keypoints.append(_zero_keypoints_like(targets_per_image, len(proposals_per_image)))
                 continue
-            labels_per_image = matched_targets.get_field("labels").to(dtype=torch.int64, device=device)
-            labels_per_image[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
-            labels_per_image[matched_idxs == Matcher.BETWEEN_THRESHOLDS] = -1
             keypoints_per_image = matched_targets.get_field("keypoints")
             points = keypoints_per_image.keypoints.to(device)
             within_box = _within_box(points, matched_targets.bbox.to(device))
             has_visible = (within_box & (points[..., 2] > 0)).any(dim=1)
-            labels_per_image[~has_visible] = -1
-            labels.append(labels_per_image)
+            labels[image][~has_visible] = -1
             keypoints.append(keypoints_per_image)
         return labels, keypoints
 

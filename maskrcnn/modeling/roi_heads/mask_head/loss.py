@@ -19,9 +19,8 @@ import torch
 from pycocotools import mask as mask_utils
 from torch.nn import functional as F
 
+from maskrcnn.modeling.batched_matching import match_boxlists
 from maskrcnn.modeling.matcher import Matcher
-from maskrcnn.modeling.utils import cat
-from maskrcnn.structures.boxlist_ops import boxlist_iou
 from maskrcnn.structures.segmentation_mask import PolygonList, SegmentationMask
 
 __all__ = [
@@ -116,6 +115,21 @@ def rasterize_polygons_in_boxes(instances, boxes, size):
     return torch.from_numpy(targets)
 
 
+def _check_same_image_size(segmentation_masks, proposals):
+    if tuple(segmentation_masks.size) != tuple(proposals.size):
+        raise ValueError(
+            f"project_masks_on_boxes: masks of image size {segmentation_masks.size} do not match "
+            f"proposals of image size {proposals.size}"
+        )
+
+
+def _polygon_instances(segmentation_masks):
+    """The list of PolygonInstance of polygon masks (a SegmentationMask in "poly" mode or a
+    PolygonList); None for anything else (bitmaps, other iterables)."""
+    polygons = segmentation_masks.instances if isinstance(segmentation_masks, SegmentationMask) else segmentation_masks
+    return polygons.polygons if isinstance(polygons, PolygonList) else None
+
+
 def project_masks_on_boxes(segmentation_masks, proposals, discretization_size, mask_indices=None):
     """Mask targets of the RoIs: each ground-truth mask cropped to its RoI at M x M.
 
@@ -139,20 +153,15 @@ def project_masks_on_boxes(segmentation_masks, proposals, discretization_size, m
         raise ValueError(
             f"project_masks_on_boxes: {len(mask_indices)} mask_indices for {len(proposals)} proposals"
         )
-    if tuple(segmentation_masks.size) != tuple(proposals.size):
-        raise ValueError(
-            f"project_masks_on_boxes: masks of image size {segmentation_masks.size} do not match "
-            f"proposals of image size {proposals.size}"
-        )
+    _check_same_image_size(segmentation_masks, proposals)
     if len(proposals) == 0:
         return torch.zeros((0, size, size), dtype=torch.float32, device=device)
     boxes = proposals.convert("xyxy").bbox
     if isinstance(segmentation_masks, SegmentationMask) and segmentation_masks.mode == "mask":
         bitmaps = segmentation_masks.instances.masks.to(device)
         return (sample_bitmaps_in_boxes(bitmaps, boxes, size, mask_indices) >= 0.5).to(torch.float32)
-    polygons = segmentation_masks.instances if isinstance(segmentation_masks, SegmentationMask) else segmentation_masks
-    if isinstance(polygons, PolygonList):
-        instances = polygons.polygons
+    instances = _polygon_instances(segmentation_masks)
+    if instances is not None:
         if mask_indices is not None:
             instances = [instances[i] for i in mask_indices.tolist()]
         targets = rasterize_polygons_in_boxes(instances, boxes, size)
@@ -182,37 +191,57 @@ class MaskRCNNLossComputation(object):
     def match_targets_to_proposals(self, proposal, target):
         """Returns (matched_idxs Tensor[M] int64, the target BoxList with fields "labels" and
         "masks" only, or None when the image has no ground truth)."""
-        match_quality_matrix = boxlist_iou(target, proposal)
-        matched_idxs = self.proposal_matcher(match_quality_matrix)
+        matched_idxs = match_boxlists(self.proposal_matcher, [target], [proposal]).matched_idxs
         if len(target) == 0:
             return matched_idxs, None
-        target = target.copy_with_fields(["labels", "masks"])
-        return matched_idxs, target
+        return matched_idxs, target.copy_with_fields(["labels", "masks"])
 
     def prepare_targets(self, proposals, targets):
         """Per image: labels Tensor[M] int64 (0 = background) and mask targets Tensor[P, M, M] of
         the P RoIs with labels > 0."""
-        labels, masks = [], []
+        labels, masks, match, positive_counts = self._prepare_targets_all(proposals, targets)
+        return list(match.split(labels)), list(torch.split(masks, positive_counts))
+
+    def _prepare_targets_all(self, proposals, targets):
+        """``prepare_targets`` concatenated over the images: (labels Tensor[R] int64 of all R RoIs,
+        mask targets Tensor[K, M, M] float32 of the K positive ones in order, BatchedMatch,
+        list of the positives per image)."""
         size = self.discretization_size
-        for proposals_per_image, targets_per_image in zip(proposals, targets):
-            matched_idxs, matched_targets = self.match_targets_to_proposals(
-                proposals_per_image, targets_per_image
-            )
-            device = proposals_per_image.bbox.device
-            if matched_targets is None:
-                labels.append(torch.zeros(len(proposals_per_image), dtype=torch.int64, device=device))
-                masks.append(torch.zeros((0, size, size), dtype=torch.float32, device=device))
-                continue
-            matched = matched_idxs.clamp(min=0)
-            labels_per_image = matched_targets.get_field("labels").to(dtype=torch.int64, device=device)[matched]
-            labels_per_image[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
-            positive = torch.nonzero(labels_per_image > 0).squeeze(1)
-            masks.append(project_masks_on_boxes(
-                matched_targets.get_field("masks"), proposals_per_image[positive], size,
-                mask_indices=matched[positive],
-            ))
-            labels.append(labels_per_image)
-        return labels, masks
+        match = match_boxlists(self.proposal_matcher, targets, proposals)
+        labels = match.gather_field(targets, "labels", fill=0, dtype=torch.int64)
+        labels[match.matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
+        positive = torch.nonzero(labels > 0).squeeze(1)  # [K], rows of the concatenation
+        image_of_positive = match.image_index[positive]
+        positive_counts = torch.bincount(image_of_positive, minlength=len(proposals)).tolist()
+        mask_indices = match.matched_idxs[positive].clamp(min=0)  # [K], ground truth within its image
+        # images with ground truth must carry masks of their size (even without positives)
+        masks = [target.get_field("masks") if count else None for target, count in zip(targets, match.gt_counts)]
+        for image_masks, proposals_per_image in zip(masks, proposals):
+            if image_masks is not None:
+                _check_same_image_size(image_masks, proposals_per_image)
+        polygons = [
+            _polygon_instances(image_masks) if count else [] for image_masks, count in zip(masks, positive_counts)
+        ]
+        device = proposals[0].bbox.device
+        if all(instances is not None for instances in polygons):
+            # polygons everywhere: one rasterisation for the RoIs of all images
+            boxes = torch.cat([proposals_per_image.convert("xyxy").bbox for proposals_per_image in proposals])[positive]
+            instances = [
+                polygons[image][index] for image, index in zip(image_of_positive.tolist(), mask_indices.tolist())
+            ]
+            mask_targets = rasterize_polygons_in_boxes(instances, boxes, size).to(device=device, dtype=torch.float32)
+        else:
+            # bitmaps of different image sizes (or other mask types): image by image
+            starts = torch.tensor([0] + match.counts[:-1], device=positive.device).cumsum(0)
+            local_positive = torch.split(positive - starts[image_of_positive], positive_counts)
+            mask_targets = torch.cat([
+                project_masks_on_boxes(image_masks, proposals_per_image[rows], size, mask_indices=indices)
+                if len(rows) else torch.zeros((0, size, size), dtype=torch.float32, device=device)
+                for image_masks, proposals_per_image, rows, indices in zip(
+                    masks, proposals, local_positive, torch.split(mask_indices, positive_counts)
+                )
+            ])
+        return labels, mask_targets, match, positive_counts
 
     def __call__(self, proposals, mask_logits, targets):
         """
@@ -226,9 +255,7 @@ class MaskRCNNLossComputation(object):
         """
         if len(proposals) == 0:
             return mask_logits.sum() * 0
-        labels, mask_targets = self.prepare_targets(proposals, targets)
-        labels = cat(labels, dim=0)
-        mask_targets = cat(mask_targets, dim=0)
+        labels, mask_targets, _, _ = self._prepare_targets_all(proposals, targets)
         positive = torch.nonzero(labels > 0).squeeze(1)
         if mask_targets.numel() == 0:
             return mask_logits.sum() * 0

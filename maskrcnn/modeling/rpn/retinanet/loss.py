@@ -70,9 +70,7 @@ class RetinaNetLossComputation(RPNLossComputation):
             return zero, zero.clone()
 
         anchors = [cat_boxlist(anchors_per_image) for anchors_per_image in anchors]
-        labels, regression_targets = self.prepare_targets(anchors, targets)
-        labels = torch.cat(labels, dim=0)
-        regression_targets = torch.cat(regression_targets, dim=0)
+        labels, regression_targets, _ = self._prepare_targets_all(anchors, targets)
 
         pos_inds = torch.nonzero(labels > 0).squeeze(1)
         num_pos = pos_inds.numel()
