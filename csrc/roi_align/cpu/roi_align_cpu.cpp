@@ -154,6 +154,51 @@ RoiAlignPlan<acc_t> make_plan(
   return plan;
 }
 
+// The RoIAlign arguments every kernel below takes.
+struct RoiAlignArgs {
+  double spatial_scale;
+  int pooled_height;
+  int pooled_width;
+  int sampling_ratio;
+  bool aligned;
+};
+
+// What every kernel starts from: the shape of the feature map (input, or grad_input, [N, C, H, W]),
+// the RoIs grouped by image (checks their batch indices) and, when H and W are not zero, their
+// sampling taps with the strides of NCHW or NHWC memory.
+template <typename scalar_t, typename acc_t>
+struct RoiAlignSetup {
+  int64_t batch_size;
+  int64_t channels;
+  int height;
+  int width;
+  int64_t num_rois;
+  const scalar_t* rois;
+  roi::RoisByImage groups;
+  RoiAlignPlan<acc_t> plan;
+};
+
+template <typename scalar_t, typename acc_t>
+RoiAlignSetup<scalar_t, acc_t> make_setup(
+    const at::Tensor& feature, const at::Tensor& rois, const RoiAlignArgs& args, bool channels_last) {
+  RoiAlignSetup<scalar_t, acc_t> setup;
+  setup.batch_size = feature.size(0);
+  setup.channels = feature.size(1);
+  setup.height = static_cast<int>(feature.size(2));
+  setup.width = static_cast<int>(feature.size(3));
+  setup.num_rois = rois.size(0);
+  setup.rois = rois.const_data_ptr<scalar_t>();
+  setup.groups = roi::group_rois_by_image(kOp, setup.rois, setup.num_rois, setup.batch_size);
+  if (setup.height > 0 && setup.width > 0) {
+    const int64_t row_stride = channels_last ? int64_t(setup.width) * setup.channels : setup.width;
+    const int64_t col_stride = channels_last ? setup.channels : 1;
+    setup.plan = make_plan<scalar_t, acc_t>(
+        setup.rois, setup.num_rois, args.spatial_scale, args.pooled_height, args.pooled_width,
+        args.sampling_ratio, args.aligned, setup.height, setup.width, row_stride, col_stride);
+  }
+  return setup;
+}
+
 // out[ph * PW + pw] for one RoI over one input plane; line: scratch of at least `width` elements.
 template <typename scalar_t, typename acc_t>
 void roi_align_forward_one(
@@ -244,31 +289,18 @@ void roi_align_backward_one(
 
 template <typename scalar_t>
 void roi_align_forward_typed(
-    const at::Tensor& input,
-    const at::Tensor& rois,
-    double spatial_scale,
-    int pooled_height,
-    int pooled_width,
-    int sampling_ratio,
-    bool aligned,
-    at::Tensor& output) {
+    const at::Tensor& input, const at::Tensor& rois, const RoiAlignArgs& args, at::Tensor& output) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t channels = input.size(1);
-  const int height = static_cast<int>(input.size(2));
-  const int width = static_cast<int>(input.size(3));
-  const int64_t num_rois = rois.size(0);
-  const scalar_t* rois_data = rois.const_data_ptr<scalar_t>();
-  const auto groups = roi::group_rois_by_image(kOp, rois_data, num_rois, input.size(0));
+  const auto setup = make_setup<scalar_t, acc_t>(input, rois, args, /*channels_last=*/false);
+  const auto& [batch_size, channels, height, width, num_rois, rois_data, groups, plan] = setup;
   if (height == 0 || width == 0) {
     output.zero_();
     return;
   }
-  const auto plan = make_plan<scalar_t, acc_t>(
-      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width, width, 1);
   const scalar_t* in_data = input.const_data_ptr<scalar_t>();
   scalar_t* out_data = output.mutable_data_ptr<scalar_t>();
   const int64_t plane_size = int64_t(height) * width;
-  const int64_t bins_per_roi = int64_t(pooled_height) * pooled_width;
+  const int64_t bins_per_roi = int64_t(args.pooled_height) * args.pooled_width;
   const int64_t grain = roi::plane_grain(plane_size + num_rois / input.size(0) * bins_per_roi * 16);
   at::parallel_for(0, input.size(0) * channels, grain, [&](int64_t first, int64_t last) {
     std::vector<acc_t> line(width);
@@ -287,27 +319,13 @@ void roi_align_forward_typed(
 
 template <typename scalar_t>
 void roi_align_backward_typed(
-    const at::Tensor& grad,
-    const at::Tensor& rois,
-    double spatial_scale,
-    int pooled_height,
-    int pooled_width,
-    int sampling_ratio,
-    bool aligned,
-    at::Tensor& grad_input) {
+    const at::Tensor& grad, const at::Tensor& rois, const RoiAlignArgs& args, at::Tensor& grad_input) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t batch_size = grad_input.size(0);
-  const int64_t channels = grad_input.size(1);
-  const int height = static_cast<int>(grad_input.size(2));
-  const int width = static_cast<int>(grad_input.size(3));
-  const int64_t num_rois = rois.size(0);
-  const scalar_t* rois_data = rois.const_data_ptr<scalar_t>();
-  const auto groups = roi::group_rois_by_image(kOp, rois_data, num_rois, batch_size);
+  const auto setup = make_setup<scalar_t, acc_t>(grad_input, rois, args, /*channels_last=*/false);
+  const auto& [batch_size, channels, height, width, num_rois, rois_data, groups, plan] = setup;
   if (grad_input.numel() == 0) return;
-  const auto plan = make_plan<scalar_t, acc_t>(
-      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width, width, 1);
   const scalar_t* grad_data = grad.const_data_ptr<scalar_t>();
-  const int64_t bins_per_roi = int64_t(pooled_height) * pooled_width;
+  const int64_t bins_per_roi = int64_t(args.pooled_height) * args.pooled_width;
   const int64_t plane_size = int64_t(height) * width;
   roi::for_each_gradient_plane<scalar_t, acc_t>(
       grad_input.mutable_data_ptr<scalar_t>(), batch_size, channels, plane_size,
@@ -333,32 +351,18 @@ bool use_channels_last(const at::Tensor& t) {
 // Channels-last forward: out (NHWC memory of [K, C, PH, PW]) for every RoI, one RoI per task.
 template <typename scalar_t>
 void roi_align_forward_nhwc_typed(
-    const at::Tensor& input,
-    const at::Tensor& rois,
-    double spatial_scale,
-    int pooled_height,
-    int pooled_width,
-    int sampling_ratio,
-    bool aligned,
-    at::Tensor& output) {
+    const at::Tensor& input, const at::Tensor& rois, const RoiAlignArgs& args, at::Tensor& output) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t channels = input.size(1);
-  const int height = static_cast<int>(input.size(2));
-  const int width = static_cast<int>(input.size(3));
-  const int64_t num_rois = rois.size(0);
-  const scalar_t* rois_data = rois.const_data_ptr<scalar_t>();
-  roi::group_rois_by_image(kOp, rois_data, num_rois, input.size(0));  // checks the batch indices
+  const auto setup = make_setup<scalar_t, acc_t>(input, rois, args, /*channels_last=*/true);
+  const auto& [batch_size, channels, height, width, num_rois, rois_data, groups, plan] = setup;
   if (height == 0 || width == 0) {
     output.zero_();
     return;
   }
-  const auto plan = make_plan<scalar_t, acc_t>(
-      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width,
-      int64_t(width) * channels, channels);
   const scalar_t* in_data = input.const_data_ptr<scalar_t>();
   scalar_t* out_data = output.mutable_data_ptr<scalar_t>();
   const int64_t image_size = int64_t(height) * width * channels;
-  const int PH = pooled_height, PW = pooled_width;
+  const int PH = args.pooled_height, PW = args.pooled_width;
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, PH * PW * channels * 4));
   at::parallel_for(0, num_rois, grain, [&](int64_t first, int64_t last) {
     std::vector<acc_t> sum(channels);
@@ -392,26 +396,11 @@ void roi_align_forward_nhwc_typed(
 // are added in their order, so the result is the same for any number of threads.
 template <typename scalar_t>
 void roi_align_backward_nhwc_typed(
-    const at::Tensor& grad,
-    const at::Tensor& rois,
-    double spatial_scale,
-    int pooled_height,
-    int pooled_width,
-    int sampling_ratio,
-    bool aligned,
-    at::Tensor& grad_input) {
+    const at::Tensor& grad, const at::Tensor& rois, const RoiAlignArgs& args, at::Tensor& grad_input) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t batch_size = grad_input.size(0);
-  const int64_t channels = grad_input.size(1);
-  const int height = static_cast<int>(grad_input.size(2));
-  const int width = static_cast<int>(grad_input.size(3));
-  const int64_t num_rois = rois.size(0);
-  const scalar_t* rois_data = rois.const_data_ptr<scalar_t>();
-  const auto groups = roi::group_rois_by_image(kOp, rois_data, num_rois, batch_size);
+  const auto setup = make_setup<scalar_t, acc_t>(grad_input, rois, args, /*channels_last=*/true);
+  const auto& [batch_size, channels, height, width, num_rois, rois_data, groups, plan] = setup;
   if (grad_input.numel() == 0) return;
-  const auto plan = make_plan<scalar_t, acc_t>(
-      rois_data, num_rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, height, width,
-      int64_t(width) * channels, channels);
   // the sums run in acc_t: in grad_input itself, or in a float buffer for half / bfloat16
   at::Tensor acc_tensor = std::is_same_v<scalar_t, acc_t>
       ? grad_input
@@ -419,7 +408,7 @@ void roi_align_backward_nhwc_typed(
   acc_t* acc_data = acc_tensor.mutable_data_ptr<acc_t>();
   const scalar_t* grad_data = grad.const_data_ptr<scalar_t>();
   const int64_t image_size = int64_t(height) * width * channels;
-  const int PH = pooled_height, PW = pooled_width;
+  const int PH = args.pooled_height, PW = args.pooled_width;
   constexpr int64_t kBlock = 16;
   const int64_t num_blocks = (channels + kBlock - 1) / kBlock;
   const int64_t blocks_per_task = std::max<int64_t>(1, num_blocks / std::max(1, at::get_num_threads()));
@@ -462,6 +451,9 @@ at::Tensor roi_align_forward_cpu(
     int64_t sampling_ratio,
     bool aligned) {
   roi::check_forward_args(kOp, input, rois, spatial_scale, pooled_height, pooled_width);
+  const RoiAlignArgs args{
+      spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
+      static_cast<int>(sampling_ratio), aligned};
   const auto rois_c = rois.contiguous();
   if (use_channels_last(input)) {
     auto output = at::empty(
@@ -470,8 +462,7 @@ at::Tensor roi_align_forward_cpu(
     if (output.numel() == 0) return output;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
       roi_align_forward_nhwc_typed<scalar_t>(
-          input, rois_c, spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
-          static_cast<int>(sampling_ratio), aligned, output);
+          input, rois_c, args, output);
     });
     return output;
   }
@@ -480,8 +471,7 @@ at::Tensor roi_align_forward_cpu(
   if (output.numel() == 0) return output;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
     roi_align_forward_typed<scalar_t>(
-        input_c, rois_c, spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
-        static_cast<int>(sampling_ratio), aligned, output);
+        input_c, rois_c, args, output);
   });
   return output;
 }
@@ -501,6 +491,9 @@ at::Tensor roi_align_backward_cpu(
   roi::check_backward_args(
       "_roi_align_backward", grad, rois, pooled_height, pooled_width, batch_size, channels, height, width);
   TORCH_CHECK(at::isFloatingType(grad.scalar_type()), "_roi_align_backward: grad must be a floating-point tensor");
+  const RoiAlignArgs args{
+      spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
+      static_cast<int>(sampling_ratio), aligned};
   const auto rois_c = rois.contiguous();
   if (use_channels_last(grad)) {
     // (at::zeros would drop the memory format)
@@ -510,8 +503,7 @@ at::Tensor roi_align_backward_cpu(
     if (rois.size(0) == 0) return grad_input;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
       roi_align_backward_nhwc_typed<scalar_t>(
-          grad, rois_c, spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
-          static_cast<int>(sampling_ratio), aligned, grad_input);
+          grad, rois_c, args, grad_input);
     });
     return grad_input;
   }
@@ -520,8 +512,7 @@ at::Tensor roi_align_backward_cpu(
   if (rois.size(0) == 0) return grad_input.zero_();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
     roi_align_backward_typed<scalar_t>(
-        grad_c, rois_c, spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
-        static_cast<int>(sampling_ratio), aligned, grad_input);
+        grad_c, rois_c, args, grad_input);
   });
   return grad_input;
 }
