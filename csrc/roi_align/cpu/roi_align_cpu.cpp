@@ -287,25 +287,20 @@ void roi_align_backward_one(
   }
 }
 
-template <typename scalar_t>
-void roi_align_forward_typed(
-    const at::Tensor& input, const at::Tensor& rois, const RoiAlignArgs& args, at::Tensor& output) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const auto setup = make_setup<scalar_t, acc_t>(input, rois, args, /*channels_last=*/false);
+// NCHW forward: out (contiguous [K, C, PH, PW]); a task takes one (image, channel) plane and every
+// RoI of that image over it.
+template <typename scalar_t, typename acc_t>
+void roi_align_forward_nchw(
+    const RoiAlignSetup<scalar_t, acc_t>& setup, const RoiAlignArgs& args, const scalar_t* in_data,
+    scalar_t* out_data) {
   const auto& [batch_size, channels, height, width, num_rois, rois_data, groups, plan] = setup;
-  if (height == 0 || width == 0) {
-    output.zero_();
-    return;
-  }
-  const scalar_t* in_data = input.const_data_ptr<scalar_t>();
-  scalar_t* out_data = output.mutable_data_ptr<scalar_t>();
   const int64_t plane_size = int64_t(height) * width;
   const int64_t bins_per_roi = int64_t(args.pooled_height) * args.pooled_width;
-  const int64_t grain = roi::plane_grain(plane_size + num_rois / input.size(0) * bins_per_roi * 16);
-  at::parallel_for(0, input.size(0) * channels, grain, [&](int64_t first, int64_t last) {
+  const int64_t grain = roi::plane_grain(plane_size + num_rois / batch_size * bins_per_roi * 16);
+  at::parallel_for(0, batch_size * channels, grain, [&](int64_t first, int64_t last) {
     std::vector<acc_t> line(width);
     for (int64_t task = first; task < last; ++task) {
-      const int64_t plane = roi::plane_of_task(task, input.size(0), channels);
+      const int64_t plane = roi::plane_of_task(task, batch_size, channels);
       const int64_t n = plane / channels;
       const int64_t c = plane % channels;
       for (int64_t r = groups.begin[n]; r < groups.begin[n + 1]; ++r) {
@@ -317,13 +312,12 @@ void roi_align_forward_typed(
   });
 }
 
-template <typename scalar_t>
-void roi_align_backward_typed(
-    const at::Tensor& grad, const at::Tensor& rois, const RoiAlignArgs& args, at::Tensor& grad_input) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const auto setup = make_setup<scalar_t, acc_t>(grad_input, rois, args, /*channels_last=*/false);
+// NCHW backward: grad (contiguous [K, C, PH, PW]) into grad_input (contiguous [N, C, H, W]).
+template <typename scalar_t, typename acc_t>
+void roi_align_backward_nchw(
+    const RoiAlignSetup<scalar_t, acc_t>& setup, const RoiAlignArgs& args, const at::Tensor& grad,
+    at::Tensor& grad_input) {
   const auto& [batch_size, channels, height, width, num_rois, rois_data, groups, plan] = setup;
-  if (grad_input.numel() == 0) return;
   const scalar_t* grad_data = grad.const_data_ptr<scalar_t>();
   const int64_t bins_per_roi = int64_t(args.pooled_height) * args.pooled_width;
   const int64_t plane_size = int64_t(height) * width;
@@ -349,18 +343,11 @@ bool use_channels_last(const at::Tensor& t) {
 }
 
 // Channels-last forward: out (NHWC memory of [K, C, PH, PW]) for every RoI, one RoI per task.
-template <typename scalar_t>
-void roi_align_forward_nhwc_typed(
-    const at::Tensor& input, const at::Tensor& rois, const RoiAlignArgs& args, at::Tensor& output) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const auto setup = make_setup<scalar_t, acc_t>(input, rois, args, /*channels_last=*/true);
+template <typename scalar_t, typename acc_t>
+void roi_align_forward_nhwc(
+    const RoiAlignSetup<scalar_t, acc_t>& setup, const RoiAlignArgs& args, const scalar_t* in_data,
+    scalar_t* out_data) {
   const auto& [batch_size, channels, height, width, num_rois, rois_data, groups, plan] = setup;
-  if (height == 0 || width == 0) {
-    output.zero_();
-    return;
-  }
-  const scalar_t* in_data = input.const_data_ptr<scalar_t>();
-  scalar_t* out_data = output.mutable_data_ptr<scalar_t>();
   const int64_t image_size = int64_t(height) * width * channels;
   const int PH = args.pooled_height, PW = args.pooled_width;
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, PH * PW * channels * 4));
@@ -394,13 +381,11 @@ void roi_align_forward_nhwc_typed(
 // Channels-last backward: grad (NHWC memory of [K, C, PH, PW]) into grad_input (NHWC memory of
 // [N, C, H, W], zero on entry). A task owns a block of channels of every pixel; within it the RoIs
 // are added in their order, so the result is the same for any number of threads.
-template <typename scalar_t>
-void roi_align_backward_nhwc_typed(
-    const at::Tensor& grad, const at::Tensor& rois, const RoiAlignArgs& args, at::Tensor& grad_input) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const auto setup = make_setup<scalar_t, acc_t>(grad_input, rois, args, /*channels_last=*/true);
+template <typename scalar_t, typename acc_t>
+void roi_align_backward_nhwc(
+    const RoiAlignSetup<scalar_t, acc_t>& setup, const RoiAlignArgs& args, const at::Tensor& grad,
+    at::Tensor& grad_input) {
   const auto& [batch_size, channels, height, width, num_rois, rois_data, groups, plan] = setup;
-  if (grad_input.numel() == 0) return;
   // the sums run in acc_t: in grad_input itself, or in a float buffer for half / bfloat16
   at::Tensor acc_tensor = std::is_same_v<scalar_t, acc_t>
       ? grad_input
@@ -442,6 +427,40 @@ void roi_align_backward_nhwc_typed(
   }
 }
 
+template <typename scalar_t>
+void roi_align_forward_typed(
+    const at::Tensor& input, const at::Tensor& rois, const RoiAlignArgs& args, bool channels_last,
+    at::Tensor& output) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto setup = make_setup<scalar_t, acc_t>(input, rois, args, channels_last);
+  if (setup.height == 0 || setup.width == 0) {
+    output.zero_();
+    return;
+  }
+  const scalar_t* in_data = input.const_data_ptr<scalar_t>();
+  scalar_t* out_data = output.mutable_data_ptr<scalar_t>();
+  if (channels_last) {
+    roi_align_forward_nhwc(setup, args, in_data, out_data);
+  } else {
+    roi_align_forward_nchw(setup, args, in_data, out_data);
+  }
+}
+
+// grad_input: zero on entry when channels_last (the NHWC kernel adds into it).
+template <typename scalar_t>
+void roi_align_backward_typed(
+    const at::Tensor& grad, const at::Tensor& rois, const RoiAlignArgs& args, bool channels_last,
+    at::Tensor& grad_input) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto setup = make_setup<scalar_t, acc_t>(grad_input, rois, args, channels_last);
+  if (grad_input.numel() == 0) return;
+  if (channels_last) {
+    roi_align_backward_nhwc(setup, args, grad, grad_input);
+  } else {
+    roi_align_backward_nchw(setup, args, grad, grad_input);
+  }
+}
+
 at::Tensor roi_align_forward_cpu(
     const at::Tensor& input,
     const at::Tensor& rois,
@@ -455,23 +474,14 @@ at::Tensor roi_align_forward_cpu(
       spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
       static_cast<int>(sampling_ratio), aligned};
   const auto rois_c = rois.contiguous();
-  if (use_channels_last(input)) {
-    auto output = at::empty(
-        {rois.size(0), input.size(1), pooled_height, pooled_width},
-        input.options().memory_format(at::MemoryFormat::ChannelsLast));
-    if (output.numel() == 0) return output;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
-      roi_align_forward_nhwc_typed<scalar_t>(
-          input, rois_c, args, output);
-    });
-    return output;
-  }
-  const auto input_c = input.contiguous();
-  auto output = at::empty({rois.size(0), input.size(1), pooled_height, pooled_width}, input.options());
+  const bool channels_last = use_channels_last(input);
+  const auto memory_format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const auto input_c = input.contiguous(memory_format);
+  auto output = at::empty(
+      {rois.size(0), input.size(1), pooled_height, pooled_width}, input.options().memory_format(memory_format));
   if (output.numel() == 0) return output;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
-    roi_align_forward_typed<scalar_t>(
-        input_c, rois_c, args, output);
+    roi_align_forward_typed<scalar_t>(input_c, rois_c, args, channels_last, output);
   });
   return output;
 }
@@ -495,24 +505,15 @@ at::Tensor roi_align_backward_cpu(
       spatial_scale, static_cast<int>(pooled_height), static_cast<int>(pooled_width),
       static_cast<int>(sampling_ratio), aligned};
   const auto rois_c = rois.contiguous();
-  if (use_channels_last(grad)) {
-    // (at::zeros would drop the memory format)
-    auto grad_input = at::empty(
-        {batch_size, channels, height, width}, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
-    grad_input.zero_();
-    if (rois.size(0) == 0) return grad_input;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
-      roi_align_backward_nhwc_typed<scalar_t>(
-          grad, rois_c, args, grad_input);
-    });
-    return grad_input;
-  }
-  const auto grad_c = grad.contiguous();
-  auto grad_input = at::empty({batch_size, channels, height, width}, grad.options());
-  if (rois.size(0) == 0) return grad_input.zero_();
+  const bool channels_last = use_channels_last(grad);
+  const auto memory_format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const auto grad_c = grad.contiguous(memory_format);
+  // (at::zeros would drop the memory format)
+  auto grad_input = at::empty({batch_size, channels, height, width}, grad.options().memory_format(memory_format));
+  if (rois.size(0) == 0 || channels_last) grad_input.zero_();
+  if (rois.size(0) == 0) return grad_input;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
-    roi_align_backward_typed<scalar_t>(
-        grad_c, rois_c, args, grad_input);
+    roi_align_backward_typed<scalar_t>(grad_c, rois_c, args, channels_last, grad_input);
   });
   return grad_input;
 }
