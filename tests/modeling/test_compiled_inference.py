@@ -12,6 +12,7 @@ from maskrcnn.modeling.compiled_inference import (
     COMPILED_PARTS, EagerModule, FrozenCompiledModule, compile_for_inference, compile_for_inference_from_cfg,
 )
 from maskrcnn.modeling.inference_setup import optimize_for_inference_from_cfg
+from maskrcnn.structures.bounding_box import BoxList
 from tests.tiny_models import MASK_FPN, R18_FPN, SMALL, make_cfg, randomize_norms, seeded_model
 
 MASK_R18_FPN = SMALL + ["MODEL.ROI_HEADS.SCORE_THRESH", 0.0] + R18_FPN + MASK_FPN
@@ -84,3 +85,18 @@ def test_compile_is_off_by_default_and_exclusive_with_int8():
     assert compile_for_inference_from_cfg(make_cfg(*SMALL), model) is model
     with pytest.raises(ValueError, match="TEST.COMPILE and TEST.INT8"):
         compile_for_inference_from_cfg(make_cfg(*SMALL, "TEST.COMPILE", True, "TEST.INT8", True), model)
+
+
+def test_compiled_box_head_takes_zero_and_one_rois(eager_and_compiled):
+    # RoI counts of 0 and 1 are specialised by torch.compile: each must still give the eager result
+    eager, compiled = eager_and_compiled
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        features = eager.backbone(x)
+        for count in (0, 1, 3):
+            boxes = [BoxList(torch.tensor([[1.0, 2.0, 30.0, 40.0]]).repeat(count, 1), (96, 64))]
+            want = eager.roi_heads.box.predictor(eager.roi_heads.box.feature_extractor(features, boxes))
+            got = compiled.roi_heads.box.predictor(compiled.roi_heads.box.feature_extractor(features, boxes))
+            for w, g in zip(want, got):
+                assert g.shape == w.shape == (count, w.shape[1]), count
+                torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)
