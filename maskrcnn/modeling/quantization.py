@@ -81,7 +81,7 @@ def _float_module_classes():
 # only remain where they could not be folded (after a deformable convolution).
 FLOAT_MODULE_CLASSES = _float_module_classes()
 
-# In-place ops of the float model (ReLUs, the residual `out += identity`, the FPN's top-down
+# In-place ops of the float model (ReLUs, the residual `out += shortcut`, the FPN's top-down
 # `add_`) and the out-of-place functions they become in the traced graph: FX's quantization
 # patterns (conv + relu, add + relu, add) match only those.
 _OUT_OF_PLACE_FUNCTIONS = {torch.relu_: F.relu, F.relu_: F.relu, operator.iadd: operator.add}

@@ -195,7 +195,7 @@ def test_quantizing_a_copy_leaves_the_float_weights_untouched(float_and_int8):
 
 
 def test_residual_and_top_down_additions_run_as_int8_kernels(float_and_int8):
-    """The in-place `out += identity` / `add_` of the float model are rewritten so the quantized
+    """The in-place residual `out +=` / `add_` of the float model are rewritten so the quantized
     add (+ ReLU) kernels replace them; left in place they would run in float between dequantize
     and quantize."""
     _, quantized, _ = float_and_int8

@@ -124,7 +124,31 @@ def _check_block_arguments(name, stride, dilation, num_groups):
         raise ValueError(f"{name}: num_groups must be >= 1, got {num_groups}")
 
 
-class Bottleneck(nn.Module):
+class _ResidualBlock(nn.Module):
+    """What Bottleneck and BasicBlock share: the argument checks, the default norm, the stride
+    rule of dilated stages and the projection shortcut."""
+
+    default_norm_func = staticmethod(FrozenBatchNorm2d)
+
+    def _init_shortcut(self, in_channels, out_channels, stride, dilation, num_groups, norm_func):
+        """Checks the arguments and sets ``self.downsample`` (None, or 1x1 conv + norm when the
+        shape changes). Returns (norm_func, stride) for the block's own convolutions."""
+        _check_block_arguments(type(self).__name__, stride, dilation, num_groups)
+        norm_func = norm_func or self.default_norm_func
+        if dilation > 1:
+            stride = 1  # dilated stages keep the resolution of the previous stage
+        self.downsample = None
+        if in_channels != out_channels or stride != 1:
+            self.downsample = _make_downsample(in_channels, out_channels, stride, norm_func)
+        return norm_func, stride
+
+    def _add_shortcut(self, out, x):
+        """relu(out + shortcut(x)); the addition in place: no new full-size tensor per block."""
+        out += x if self.downsample is None else self.downsample(x)
+        return F.relu_(out)
+
+
+class Bottleneck(_ResidualBlock):
     """Residual bottleneck: 1x1 (conv1/bn1) -> 3x3 (conv2/bn2, grouped for ResNeXt) -> 1x1 (conv3/bn3).
 
     x: Tensor[N, in_channels, H, W] -> Tensor[N, out_channels, H / stride, W / stride]
@@ -139,7 +163,6 @@ class Bottleneck(nn.Module):
     """
 
     block_kind = BOTTLENECK
-    default_norm_func = staticmethod(FrozenBatchNorm2d)
 
     def __init__(
         self,
@@ -154,20 +177,12 @@ class Bottleneck(nn.Module):
         dcn_config=None,
     ):
         super().__init__()
-        _check_block_arguments(type(self).__name__, stride, dilation, num_groups)
         if bottleneck_channels % num_groups != 0:
             raise ValueError(
                 f"{type(self).__name__}: bottleneck_channels ({bottleneck_channels}) must be "
                 f"divisible by num_groups ({num_groups})"
             )
-        norm_func = norm_func or self.default_norm_func
-        if dilation > 1:
-            stride = 1  # dilated stages keep the resolution of the previous stage
-
-        self.downsample = None
-        if in_channels != out_channels or stride != 1:
-            self.downsample = _make_downsample(in_channels, out_channels, stride, norm_func)
-
+        norm_func, stride = self._init_shortcut(in_channels, out_channels, stride, dilation, num_groups, norm_func)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = Conv2d(in_channels, bottleneck_channels, 1, stride=stride_1x1, bias=False)
         self.bn1 = norm_func(bottleneck_channels)
@@ -181,15 +196,12 @@ class Bottleneck(nn.Module):
             _kaiming_init(conv)
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
         out = F.relu_(self.bn1(self.conv1(x)))
         out = F.relu_(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        out += identity  # in place: no new full-size tensor per block (eval and train)
-        return F.relu_(out)
+        return self._add_shortcut(self.bn3(self.conv3(out)), x)
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(_ResidualBlock):
     """Residual basic block (ResNet-18/34): 3x3 (conv1/bn1, strided) -> 3x3 (conv2/bn2).
 
     x: Tensor[N, in_channels, H, W] -> Tensor[N, out_channels, H / stride, W / stride].
@@ -199,7 +211,6 @@ class BasicBlock(nn.Module):
     """
 
     block_kind = BASIC
-    default_norm_func = staticmethod(FrozenBatchNorm2d)
 
     def __init__(
         self,
@@ -214,30 +225,20 @@ class BasicBlock(nn.Module):
         dcn_config=None,
     ):
         super().__init__()
-        _check_block_arguments(type(self).__name__, stride, dilation, num_groups)
         if num_groups != 1:
             raise ValueError(
                 f"{type(self).__name__}: basic blocks support num_groups=1 only "
                 f"(MODEL.RESNETS.NUM_GROUPS), got {num_groups}"
             )
-        norm_func = norm_func or self.default_norm_func
-        if dilation > 1:
-            stride = 1
-
-        self.downsample = None
-        if in_channels != out_channels or stride != 1:
-            self.downsample = _make_downsample(in_channels, out_channels, stride, norm_func)
+        norm_func, stride = self._init_shortcut(in_channels, out_channels, stride, dilation, num_groups, norm_func)
         self.conv1 = _make_conv3x3(in_channels, out_channels, stride, dilation, 1, None)
         self.bn1 = norm_func(out_channels)
         self.conv2 = _make_conv3x3(out_channels, out_channels, 1, dilation, 1, dcn_config)
         self.bn2 = norm_func(out_channels)
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
         out = F.relu_(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out += identity
-        return F.relu_(out)
+        return self._add_shortcut(self.bn2(self.conv2(out)), x)
 
 
 def _stem_out_channels(cfg_or_channels):
