@@ -23,8 +23,8 @@ Useful overrides: MODEL.DEVICE cpu|cuda, TEST.IMS_PER_BATCH N (over all processe
 TEST.BBOX_AUG.ENABLED True (test-time augmentation: TEST.BBOX_AUG.H_FLIP, SCALES, MAX_SIZE,
 SCALE_H_FLIP), TEST.INT8 True (CPU only: the backbone quantized to int8 after loading the
 weights, calibrated on the first TEST.INT8_CALIBRATION_IMAGES images of DATASETS.TEST[0]),
-TEST.COMPILE True (the backbone and heads compiled by torch.compile with frozen weights: slower
-first images, faster after; maskrcnn.modeling.compiled_inference),
+TEST.COMPILE True (the backbone, RPN head and box head compiled by torch.compile with frozen
+weights: slower first images, faster after; maskrcnn.modeling.compiled_inference),
 DATASETS.TEST "('name',)", OUTPUT_DIR path.
 """
 import os

@@ -333,7 +333,7 @@ _C.TEST.CHANNELS_LAST = True
 # images of DATASETS.TEST[0]; CPU only (maskrcnn.modeling.quantization.quantize_backbone_from_cfg)
 _C.TEST.INT8 = False
 _C.TEST.INT8_CALIBRATION_IMAGES = 8
-# (maskrcnn) Compile the backbone, RPN head and RoI heads with torch.compile (inductor) and their
+# (maskrcnn) Compile the backbone, RPN head and box head with torch.compile (inductor) and their
 # weights frozen, at the first image (tens of seconds; a new image size recompiles once). Inference
 # only; needs a C++ compiler on the CPU (maskrcnn.modeling.compiled_inference)
 _C.TEST.COMPILE = False

@@ -12,7 +12,7 @@ forward with 100 detections 0.65-0.82x.
 
 TEST.INT8 adds a third step for the CPU: the backbone quantized to int8
 (``maskrcnn.modeling.quantization``; benchmarks/README.md, "int8 CPU inference"). TEST.COMPILE
-instead compiles the backbone and heads with their weights frozen
+instead compiles the backbone, RPN head and box head with their weights frozen
 (``maskrcnn.modeling.compiled_inference``; benchmarks/README.md, "Compiled inference").
 """
 import copy
@@ -46,8 +46,8 @@ def optimize_for_inference_from_cfg(cfg, model, inplace=False, calibration_image
     """``optimize_for_inference`` with TEST.FOLD_BN and TEST.CHANNELS_LAST, then, when TEST.INT8,
     the backbone quantized to int8 (``maskrcnn.modeling.quantization.quantize_backbone_from_cfg``;
     CPU only), calibrated on ``calibration_images`` (a data loader or image batches; None: the
-    test data loader of DATASETS.TEST[0]); when TEST.COMPILE, the backbone and heads compiled
-    with frozen weights (``maskrcnn.modeling.compiled_inference``)."""
+    test data loader of DATASETS.TEST[0]); when TEST.COMPILE, the backbone, RPN head and box head
+    compiled with frozen weights (``maskrcnn.modeling.compiled_inference``)."""
     model = optimize_for_inference(model, fold_bn=cfg.TEST.FOLD_BN, channels_last=cfg.TEST.CHANNELS_LAST,
                                    inplace=inplace)
     model = quantize_backbone_from_cfg(cfg, model, calibration_images, inplace=True)
