@@ -57,6 +57,7 @@ class BatchedMatch(object):
         counts: list of B ints, M_i (predictions per image).
         gt_counts: list of B ints, G_i (ground truths per image).
         image_index: Tensor[P] int64, the image of each prediction.
+        starts: Tensor[B] int64, the row of each image's first prediction in the concatenation.
         has_gt: Tensor[P] bool, whether the prediction's image has any ground truth.
         gt_index: Tensor[P] int64, the row of the prediction's ground truth (matched_idxs clamped
             at 0, so unmatched predictions point at their image's ground truth 0) in the
@@ -70,6 +71,7 @@ class BatchedMatch(object):
         device = matched_idxs.device
         counts_tensor = torch.tensor(self.counts, device=device)
         self.image_index = torch.repeat_interleave(torch.arange(len(self.counts), device=device), counts_tensor)
+        self.starts = torch.cumsum(counts_tensor, 0) - counts_tensor  # [B]
         gt_counts_tensor = torch.tensor(self.gt_counts, device=device)
         gt_offsets = torch.cumsum(gt_counts_tensor, 0) - gt_counts_tensor  # [B]
         self.all_have_gt = all(count > 0 for count in self.gt_counts)
@@ -80,6 +82,19 @@ class BatchedMatch(object):
     def split(self, tensor):
         """Tensor[P, ...] -> tuple of B views Tensor[M_i, ...] (one per image)."""
         return torch.split(tensor, self.counts, dim=0)
+
+    def split_rows(self, rows):
+        """Rows of the concatenation, per image.
+
+        Arguments:
+            rows: Tensor[K] int64, rows in [0, P), in increasing order.
+        Returns:
+            (tuple of B Tensor[K_i] int64, list of B ints K_i): each image's rows counted from its
+            own first prediction, and how many there are.
+        """
+        image = self.image_index[rows]
+        counts = torch.bincount(image, minlength=len(self.counts)).tolist()
+        return torch.split(rows - self.starts[image], counts), counts
 
     def per_image(self):
         """The matched indices of each image: tuple of B Tensor[M_i] int64 (views)."""

@@ -82,16 +82,6 @@ class FrozenCompiledModule(nn.Module):
             return self._compiled(*args, **kwargs)
 
 
-def _get_submodule(model, path):
-    """The module at dotted ``path`` below ``model``, or None where a step is missing."""
-    module = model
-    for name in path.split("."):
-        module = getattr(module, name, None)
-        if not isinstance(module, nn.Module):
-            return None
-    return module
-
-
 def compile_for_inference(model, parts=COMPILED_PARTS, dynamic=None):
     """Wrap the ``parts`` of ``model`` that exist in ``FrozenCompiledModule`` (in place).
 
@@ -105,14 +95,17 @@ def compile_for_inference(model, parts=COMPILED_PARTS, dynamic=None):
     """
     compiled = 0
     for path in parts:
-        module = _get_submodule(model, path)
-        if module is None or isinstance(module, FrozenCompiledModule):
+        try:
+            module = model.get_submodule(path)
+        except AttributeError:  # the model has no such part (e.g. no mask head)
+            continue
+        if isinstance(module, FrozenCompiledModule):
             continue
         pooler = getattr(module, "pooler", None)
         if isinstance(pooler, nn.Module) and not isinstance(pooler, EagerModule):
             module.pooler = EagerModule(pooler)
         parent_path, _, name = path.rpartition(".")
-        parent = _get_submodule(model, parent_path) if parent_path else model
+        parent = model.get_submodule(parent_path)
         setattr(parent, name, FrozenCompiledModule(module, dynamic=dynamic).train(module.training))
         compiled += 1
     if compiled == 0:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from maskrcnn.modeling.balanced_positive_negative_sampler import BalancedPositiveNegativeSampler
-from maskrcnn.modeling.batched_matching import match_boxlists, pad_boxes
+from maskrcnn.modeling.batched_matching import BatchedMatch, match_boxlists, pad_boxes
 from maskrcnn.modeling.box_coder import BoxCoder
 from maskrcnn.modeling.matcher import Matcher
 from maskrcnn.modeling.roi_heads.box_head.loss import FastRCNNLossComputation
@@ -274,6 +274,14 @@ def test_match_boxlists_checks_its_inputs():
     modern = BoxList(proposals[0].bbox, proposals[0].size, legacy_plus_one=False)
     with pytest.raises(ValueError, match="convention"):
         match_boxlists(matcher, [targets[0]], [modern])
+
+
+def test_batched_match_split_rows_gives_rows_within_each_image():
+    # 3 images of 4, 0 and 3 predictions: concatenation rows 0-3, (none), 4-6
+    match = BatchedMatch(torch.zeros(7, dtype=torch.int64), counts=[4, 0, 3], gt_counts=[1, 0, 2])
+    local, counts = match.split_rows(torch.tensor([1, 3, 4, 6]))
+    assert counts == [2, 0, 2]
+    assert [rows.tolist() for rows in local] == [[1, 3], [], [0, 2]]
 
 
 def test_pad_boxes():

@@ -96,14 +96,11 @@ class FastRCNNLossComputation(object):
         sampled_pos_inds, sampled_neg_inds = self.fg_bg_sampler(list(match.split(labels)))
 
         keep = torch.nonzero(torch.cat(sampled_pos_inds) | torch.cat(sampled_neg_inds)).squeeze(1)  # [K]
-        image_of_keep = match.image_index[keep]
-        kept_counts = torch.bincount(image_of_keep, minlength=len(proposals)).tolist()
-        starts = torch.tensor([0] + match.counts[:-1], device=keep.device).cumsum(0)
-        local_keep = keep - starts[image_of_keep]  # row within its image
+        local_keep, kept_counts = match.split_rows(keep)
         sampled = []
         for proposals_per_image, keep_i, labels_i, targets_i in zip(
             proposals,
-            torch.split(local_keep, kept_counts),
+            local_keep,
             torch.split(labels[keep], kept_counts),
             torch.split(regression_targets[keep], kept_counts),
         ):

@@ -211,8 +211,7 @@ class MaskRCNNLossComputation(object):
         labels = match.gather_field(targets, "labels", fill=0, dtype=torch.int64)
         labels[match.matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
         positive = torch.nonzero(labels > 0).squeeze(1)  # [K], rows of the concatenation
-        image_of_positive = match.image_index[positive]
-        positive_counts = torch.bincount(image_of_positive, minlength=len(proposals)).tolist()
+        local_positive, positive_counts = match.split_rows(positive)
         mask_indices = match.matched_idxs[positive].clamp(min=0)  # [K], ground truth within its image
         # images with ground truth must carry masks of their size (even without positives)
         masks = [target.get_field("masks") if count else None for target, count in zip(targets, match.gt_counts)]
@@ -226,14 +225,11 @@ class MaskRCNNLossComputation(object):
         if all(instances is not None for instances in polygons):
             # polygons everywhere: one rasterisation for the RoIs of all images
             boxes = torch.cat([proposals_per_image.convert("xyxy").bbox for proposals_per_image in proposals])[positive]
-            instances = [
-                polygons[image][index] for image, index in zip(image_of_positive.tolist(), mask_indices.tolist())
-            ]
+            image_of_positive = match.image_index[positive].tolist()
+            instances = [polygons[image][index] for image, index in zip(image_of_positive, mask_indices.tolist())]
             mask_targets = rasterize_polygons_in_boxes(instances, boxes, size).to(device=device, dtype=torch.float32)
         else:
             # bitmaps of different image sizes (or other mask types): image by image
-            starts = torch.tensor([0] + match.counts[:-1], device=positive.device).cumsum(0)
-            local_positive = torch.split(positive - starts[image_of_positive], positive_counts)
             mask_targets = torch.cat([
                 project_masks_on_boxes(image_masks, proposals_per_image[rows], size, mask_indices=indices)
                 if len(rows) else torch.zeros((0, size, size), dtype=torch.float32, device=device)
