@@ -55,7 +55,8 @@ class FrozenBatchNorm2d(nn.Module):
             )
         scale, shift = self.scale_and_shift()
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        return x * scale.to(x.dtype).reshape(shape) + shift.to(x.dtype).reshape(shape)
+        # one pass over x (x * scale + shift as two operations reads and writes it twice)
+        return torch.addcmul(shift.to(x.dtype).reshape(shape), x, scale.to(x.dtype).reshape(shape))
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}"

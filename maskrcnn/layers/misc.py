@@ -16,6 +16,8 @@ from torch import nn
 from torch.fx.experimental.symbolic_shapes import guard_or_true
 from torch.nn import functional as F
 
+from .winograd_conv import winograd_applies, winograd_conv3x3
+
 __all__ = ["_NewEmptyTensorOp", "Conv2d", "ConvTranspose2d", "BatchNorm2d", "interpolate"]
 
 
@@ -49,9 +51,17 @@ class Conv2d(nn.Conv2d):
 
     An input with zero elements (N = 0, or an empty spatial size that torch itself rejects) gives an
     empty output of the usual shape, H' = (H + 2p - d(k - 1) - 1) // s + 1, and zero gradients to
-    `weight` and `bias`."""
+    `weight` and `bias`.
+
+    With `winograd` set (MODEL.WINOGRAD, `set_winograd`), a 3x3 stride-1 convolution on a CPU
+    float32 channels-last input is computed by Winograd F(4x4, 3x3) (layers/winograd_conv.py,
+    `winograd_applies` says exactly when); the values agree with the direct kernel up to rounding."""
+
+    winograd = False
 
     def forward(self, x):
+        if self.winograd and winograd_applies(self, x):
+            return winograd_conv3x3(x, self.weight, self.bias)
         if guard_or_true(x.numel() > 0) or self.padding_mode != "zeros" or isinstance(self.padding, str):
             return super().forward(x)
         spatial = [
