@@ -35,8 +35,8 @@ _C.MODEL.CHANNELS_LAST = True
 # (maskrcnn) On the CPU, compute the 3x3 stride-1 convolutions with at least 64 channels (FPN outputs,
 # RPN head, mask head, ResNet's 3x3s) by Winograd F(4x4, 3x3) when their input is float32 and
 # channels-last: about twice as fast as oneDNN's direct kernel, forward and backward, equal up to
-# rounding (maskrcnn.layers.winograd_conv). No effect on CUDA, under autocast, or in torch.compile /
-# torch.export graphs.
+# rounding (maskrcnn.layers.winograd_conv). No effect on CUDA, under autocast, or in torch.export /
+# ONNX graphs (those hold the ordinary convolution).
 _C.MODEL.WINOGRAD = True
 
 # (maskrcnn) Box pixel convention, read in one place by the builders (see config/conventions.py):

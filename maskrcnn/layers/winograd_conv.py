@@ -20,7 +20,9 @@ error about 1e-5 in float32, against about 2e-6 for the direct kernel; both meas
 
 `Conv2d` (layers/misc.py) routes here when its `winograd` flag is set (MODEL.WINOGRAD, through
 `set_winograd`) and `winograd_applies` holds: a CPU float32 input in channels-last layout, no
-autocast, not inside torch.compile / torch.export / tracing (those see the ordinary convolution).
+autocast, not inside torch.export or TorchScript tracing (an exported or ONNX graph holds the
+ordinary convolution). torch.compile (TEST.COMPILE) traces through it: the transforms are custom
+ops with fake kernels.
 """
 import torch
 from torch.autograd.function import once_differentiable
@@ -168,22 +170,23 @@ def winograd_conv3x3(x, weight, bias=None):
     return _WinogradConv3x3.apply(x, weight, bias)
 
 
-def _traced():
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+def _exported():
+    """Whether the call is being exported (torch.export, ONNX) or traced / scripted by TorchScript."""
+    return torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
 def winograd_applies(conv, x):
     """Whether `conv` (an nn.Conv2d) on input `x` is a convolution winograd_conv3x3 computes faster:
     3x3, stride 1, padding 1, no dilation or groups, at least MIN_CHANNELS in and out, at least
     MIN_TILES output tiles, on a float32 CPU input in channels-last memory, with CPU autocast off
-    and not traced."""
+    and not exported."""
     return (
         conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
         and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
         and conv.in_channels >= MIN_CHANNELS and conv.out_channels >= MIN_CHANNELS
         and x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
         and x.dim() == 4 and _num_tiles(x) >= MIN_TILES and x.is_contiguous(memory_format=torch.channels_last)
-        and not torch.is_autocast_enabled("cpu") and not _traced()
+        and not torch.is_autocast_enabled("cpu") and not _exported()
     )
 
 

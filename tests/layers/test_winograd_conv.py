@@ -152,7 +152,7 @@ def test_winograd_applies_only_where_it_is_the_faster_kernel():
         assert not winograd_applies(other, x)
 
 
-def test_conv2d_is_traced_as_the_ordinary_convolution():
+def test_conv2d_is_exported_as_the_ordinary_convolution():
     conv, x = eligible_conv_and_input()
     exported = torch.export.export(conv, (x,))
     targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
@@ -173,3 +173,17 @@ def test_model_winograd_sets_every_conv2d(enabled):
     assert flags and all(f is enabled for f in flags)
     set_winograd(model, not enabled)
     assert all(m.winograd is (not enabled) for m in model.modules() if isinstance(m, Conv2d))
+
+
+def test_conv2d_under_torch_compile_matches_direct_convolution_with_gradients():
+    """torch.compile traces through the transforms (custom ops with fake kernels), training included."""
+    conv, x = eligible_conv_and_input()
+    x.requires_grad_()
+    compiled = torch.compile(conv)
+    out = compiled(x)
+    grads = torch.autograd.grad(out.square().sum(), [x, conv.weight])
+    direct = F.conv2d(x, conv.weight, conv.bias, padding=1)
+    expected = torch.autograd.grad(direct.square().sum(), [x, conv.weight])
+    torch.testing.assert_close(out, direct, rtol=1e-4, atol=1e-4)
+    for a, e in zip(grads, expected):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-3 * e.abs().max().item())
