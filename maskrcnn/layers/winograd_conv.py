@@ -5,7 +5,7 @@ computes each 4x4 output tile from a 6x6 input patch with 36, i.e. 2.25 per outp
 arithmetic. The work becomes (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"):
 
     V = B^T d B  per input patch d        (torch.ops.maskrcnn.winograd_input_tiles)
-    U = G g G^T  per 3x3 filter g         (weight_tiles, here: tiny)
+    U = G g G^T  per 3x3 filter g         (weight_tiles, here: one small matrix product)
     M[k] = V[k] @ U[k], k = 0..35         (36 matrix products, torch.bmm)
     y = A^T M A + bias  per output tile   (torch.ops.maskrcnn.winograd_output_tiles)
 
@@ -31,7 +31,7 @@ from maskrcnn._ext import load_ops
 
 load_ops()
 
-__all__ = ["winograd_conv3x3", "winograd_applies", "set_winograd", "MIN_CHANNELS", "MIN_TILES"]
+__all__ = ["winograd_conv3x3", "winograd_applies", "set_winograd"]
 
 # Lavin & Gray's F(4x4, 3x3) filter transform (interpolation points 0, +-1, +-2, infinity); the input
 # and output transforms are written out in csrc/winograd/cpu/winograd_cpu.cpp.
@@ -44,30 +44,45 @@ _G = (
     (0.0, 0.0, 1.0),
 )
 TILE = 4
-# fewer channels than this on either side, or fewer 4x4 output tiles than MIN_TILES (e.g. 2 images of
-# 32x32): the matrix products are too small to beat oneDNN's direct kernel (benchmarks/winograd.py)
+# Where winograd_conv3x3 is the faster kernel (benchmarks/winograd.py, forward + backward): at least
+# MIN_CHANNELS in and out, at least MIN_TILES 4x4 output tiles and MIN_WORK = tiles x C_in x C_out;
+# below that the fixed costs (the filter transform, 36 small products) outweigh the saving.
 MIN_CHANNELS = 64
 MIN_TILES = 256
+MIN_WORK = 2**21
 # transformed values held at once, per buffer (V and M): bounds the extra memory to ~2 x 16 MB; a
 # buffer under glibc's 32 MB mmap threshold is reused from the heap instead of faulted in afresh
 _CHUNK_VALUES = 4 * 1024 * 1024
 
 
-def _filter_matrix(like):
-    return torch.tensor(_G, dtype=like.dtype, device=like.device)
+def _filter_transform(like):
+    """Tensor[36, 9]: row 6a + b maps a 3x3 filter (flattened, 3p + q) to (G g G^T)[a, b]; the
+    Kronecker product of G with itself, so the whole filter transform is one matrix product."""
+    g = torch.tensor(_G, dtype=like.dtype, device=like.device)
+    return torch.kron(g, g)
 
 
-def weight_tiles(weight):
-    """weight: Tensor[K, C, 3, 3] -> U: Tensor[36, C, K], U[6a + b] = (G g G^T)[a, b]."""
-    g = _filter_matrix(weight)
+def weight_tiles(weight, transposed=False):
+    """weight: Tensor[K, C, 3, 3] -> U: Tensor[36, C, K], U[6a + b] = (G g G^T)[a, b].
+
+    transposed=True gives instead the tiles of the transposed convolution's filters (in / out
+    channels swapped, each filter rotated by 180 degrees): Tensor[36, K, C], what the input
+    gradient is computed with."""
     out_channels, in_channels = weight.shape[:2]
-    return torch.einsum("ap,kcpq,bq->abck", g, weight, g).reshape(36, in_channels, out_channels).contiguous()
+    transform = _filter_transform(weight)
+    flat = weight.reshape(out_channels, in_channels, 9)
+    if transposed:
+        # rotating a 3x3 filter by 180 degrees reverses its 9 flattened taps
+        transform, flat, shape = transform.flip(1), flat.permute(2, 0, 1), (36, out_channels, in_channels)
+    else:
+        flat, shape = flat.permute(2, 1, 0), (36, in_channels, out_channels)
+    return (transform @ flat.reshape(9, -1)).view(shape)
 
 
 def weight_tiles_backward(grad_tiles, out_channels, in_channels):
     """grad_tiles: Tensor[36, C, K] (gradient w.r.t. U) -> Tensor[K, C, 3, 3] (w.r.t. the filters)."""
-    g = _filter_matrix(grad_tiles)
-    return torch.einsum("ap,abck,bq->kcpq", g, grad_tiles.view(6, 6, in_channels, out_channels), g)
+    taps = _filter_transform(grad_tiles).t() @ grad_tiles.reshape(36, -1)
+    return taps.view(3, 3, in_channels, out_channels).permute(3, 2, 0, 1).contiguous()
 
 
 def _num_tiles(x):
@@ -149,7 +164,7 @@ class _WinogradConv3x3(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             # the transposed convolution = this convolution with flipped, channel-swapped filters
-            grad_x = _convolve(grad_out, weight_tiles(weight.transpose(0, 1).flip(2, 3)), None)
+            grad_x = _convolve(grad_out, weight_tiles(weight, transposed=True), None)
         if ctx.needs_input_grad[1]:
             grad_weight = _weight_gradient(x, grad_out, weight.shape[0])
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -178,14 +193,15 @@ def _exported():
 def winograd_applies(conv, x):
     """Whether `conv` (an nn.Conv2d) on input `x` is a convolution winograd_conv3x3 computes faster:
     3x3, stride 1, padding 1, no dilation or groups, at least MIN_CHANNELS in and out, at least
-    MIN_TILES output tiles, on a float32 CPU input in channels-last memory, with CPU autocast off
-    and not exported."""
+    MIN_TILES output tiles and MIN_WORK, on a float32 CPU input in channels-last memory, with CPU
+    autocast off and not exported."""
     return (
         conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
         and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
         and conv.in_channels >= MIN_CHANNELS and conv.out_channels >= MIN_CHANNELS
         and x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
-        and x.dim() == 4 and _num_tiles(x) >= MIN_TILES and x.is_contiguous(memory_format=torch.channels_last)
+        and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        and _num_tiles(x) >= MIN_TILES and _num_tiles(x) * conv.in_channels * conv.out_channels >= MIN_WORK
         and not torch.is_autocast_enabled("cpu") and not _exported()
     )
 

@@ -114,9 +114,8 @@ def test_bad_shapes_are_rejected_with_the_argument_named():
 def eligible_conv_and_input(channels=64):
     conv = Conv2d(channels, channels, 3, padding=1)
     conv.winograd = True
-    # 2 x 64 x 64 outputs: 2 x 16 x 16 = 512 tiles of 4x4, at least MIN_TILES
+    # 2 x 64 x 64 outputs: 2 x 16 x 16 = 512 tiles of 4x4, enough for 64 channels
     x = channels_last(torch.randn(2, channels, 64, 64))
-    assert winograd_conv._num_tiles(x) >= winograd_conv.MIN_TILES
     return conv, x
 
 
@@ -143,6 +142,7 @@ def test_winograd_applies_only_where_it_is_the_faster_kernel():
     assert not winograd_applies(conv, x.contiguous())  # NCHW: oneDNN without a layout change
     assert not winograd_applies(conv, x.double())
     assert not winograd_applies(conv, x[:1, :, :16, :16])  # 16 tiles: too few
+    assert not winograd_applies(conv, channels_last(x[:, :, :40, :40]))  # 200 tiles: too few
     with torch.autocast("cpu", torch.bfloat16):
         assert not winograd_applies(conv, x)
     narrow, narrow_x = eligible_conv_and_input(channels=32)
