@@ -48,7 +48,7 @@ TILE = 4
 # MIN_CHANNELS in and out, at least MIN_TILES 4x4 output tiles and MIN_WORK = tiles x C_in x C_out;
 # below that the fixed costs (the filter transform, 36 small products) outweigh the saving.
 MIN_CHANNELS = 64
-MIN_TILES = 256
+MIN_TILES = 128
 MIN_WORK = 2**21
 # transformed values held at once, per buffer (V and M): bounds the extra memory to ~2 x 16 MB; a
 # buffer under glibc's 32 MB mmap threshold is reused from the heap instead of faulted in afresh
