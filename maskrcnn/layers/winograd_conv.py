@@ -34,7 +34,7 @@ load_ops()
 __all__ = ["winograd_conv3x3", "winograd_applies", "set_winograd"]
 
 # Lavin & Gray's F(4x4, 3x3) filter transform (interpolation points 0, +-1, +-2, infinity); the input
-# and output transforms are written out in csrc/winograd/cpu/winograd_cpu.cpp.
+# and output transforms are written out in csrc/winograd/cpu/winograd_kernels.h.
 _G = (
     (1 / 4, 0.0, 0.0),
     (-1 / 6, -1 / 6, -1 / 6),
