@@ -1,5 +1,9 @@
 """Winograd F(4x4, 3x3) convolutions (maskrcnn.layers.winograd_conv) against F.conv2d in float64,
 gradients included, and the routing of maskrcnn.layers.Conv2d (MODEL.WINOGRAD)."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -108,6 +112,34 @@ def test_bad_shapes_are_rejected_with_the_argument_named():
         torch.ops.maskrcnn.winograd_input_tiles(x.permute(0, 2, 3, 1), 0, torch.empty(36, 4, 3, dtype=x.dtype))
     with pytest.raises(RuntimeError, match=r"winograd_output_tiles_backward: tiles \[3, 7\) outside the 4 tiles"):
         torch.ops.maskrcnn.winograd_output_tiles_backward(x.permute(0, 2, 3, 1), 3, torch.empty(36, 4, 4, dtype=x.dtype))
+
+
+_BASELINE_CHECK = """
+import torch
+from torch.nn import functional as F
+from maskrcnn.layers.winograd_conv import winograd_conv3x3
+torch.manual_seed(0)
+x = torch.randn(2, 80, 13, 9, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+w = torch.randn(72, 80, 3, 3, dtype=torch.float64, requires_grad=True)
+out = winograd_conv3x3(x, w)
+grads = torch.autograd.grad(out.square().sum(), [x, w])
+ref = F.conv2d(x, w, padding=1)
+expected = torch.autograd.grad(ref.square().sum(), [x, w])
+torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+for a, e in zip(grads, expected):
+    torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-9)
+print("baseline ok")
+"""
+
+
+def test_baseline_kernels_match_when_forced():
+    """The transforms are compiled twice (baseline x86-64 and AVX-512); the process picks one at
+    start-up, so the baseline build is checked in a child process that forces it."""
+    env = dict(os.environ, MASKRCNN_WINOGRAD_BASELINE="1")
+    done = subprocess.run([sys.executable, "-c", _BASELINE_CHECK], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "baseline ok" in done.stdout
 
 
 # ----------------------------------------------------------------------------- Conv2d routing

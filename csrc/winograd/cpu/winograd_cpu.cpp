@@ -12,7 +12,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace maskrcnn {
 namespace winograd {
@@ -65,10 +67,16 @@ using namespace winograd;
 
 namespace {
 
+// MASKRCNN_WINOGRAD_BASELINE=1 in the environment forces the baseline kernels (the tests use it
+// to check them on an AVX-512 machine).
 bool use_avx512() {
 #ifdef MASKRCNN_WINOGRAD_AVX512
-  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  static const bool supported = [] {
+    const char* forced = std::getenv("MASKRCNN_WINOGRAD_BASELINE");
+    if (forced != nullptr && std::string(forced) == "1") return false;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  }();
   return supported;
 #else
   return false;
