@@ -103,16 +103,20 @@ def _nhwc(x):
     return x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
 
 
-def _buffers(x, chunks, *channels):
-    """One flat buffer per entry of `channels`, sized for the largest chunk; every chunk reuses
-    them through `_tiles_view`."""
-    largest = max(count for _, count in chunks)
-    return [x.new_empty(36 * largest * c) for c in channels]
-
-
 def _tiles_view(buffer, count, channels):
     """The leading values of a flat buffer as a contiguous Tensor[36, count, channels]."""
     return buffer[: 36 * count * channels].view(36, count, channels)
+
+
+def _tile_chunks(x, in_channels, out_channels):
+    """Yields (first tile, Tensor[36, count, in_channels], Tensor[36, count, out_channels]) for
+    each chunk of `_chunks`: views of two buffers allocated once for the largest chunk, so every
+    chunk writes into memory the previous one already touched."""
+    chunks = _chunks(x, max(in_channels, out_channels))
+    largest = max(count for _, count in chunks)
+    first, second = x.new_empty(36 * largest * in_channels), x.new_empty(36 * largest * out_channels)
+    for begin, count in chunks:
+        yield begin, _tiles_view(first, count, in_channels), _tiles_view(second, count, out_channels)
 
 
 def _convolve(x, tiles, bias):
@@ -124,25 +128,22 @@ def _convolve(x, tiles, bias):
     # allocated as [N, K, H, W] (not a view, so callers may modify it in place), written through
     # its [N, H, W, K] view
     out = torch.empty((n, out_channels, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    chunks = _chunks(x, max(in_channels, out_channels))
-    transformed, products = _buffers(x, chunks, in_channels, out_channels)
-    for begin, count in chunks:
-        v, m = _tiles_view(transformed, count, in_channels), _tiles_view(products, count, out_channels)
+    target = _nhwc(out)
+    for begin, v, m in _tile_chunks(x, in_channels, out_channels):
         torch.ops.maskrcnn.winograd_input_tiles(source, begin, v)
         torch.bmm(v, tiles, out=m)
-        torch.ops.maskrcnn.winograd_output_tiles(m, bias, begin, _nhwc(out))
+        torch.ops.maskrcnn.winograd_output_tiles(m, bias, begin, target)
     return out
 
 
 def _weight_gradient(x, grad_out, out_channels):
-    """dL/dweight: Tensor[K, C, 3, 3] from the input x: Tensor[N, C, H, W] and grad_out: Tensor[N, K, H, W]."""
+    """dL/dweight: Tensor[K, C, 3, 3] from the input x: Tensor[N, C, H, W] and grad_out: Tensor[N, K, H, W].
+    The input tiles are transformed again rather than kept from the forward pass (4x the
+    activation's memory for as long as the graph lives)."""
     in_channels = x.shape[1]
     source, grad_source = _nhwc(x), _nhwc(grad_out)
     grad_tiles = x.new_zeros((36, in_channels, out_channels))
-    chunks = _chunks(x, max(in_channels, out_channels))
-    transformed, grad_products = _buffers(x, chunks, in_channels, out_channels)
-    for begin, count in chunks:
-        v, dm = _tiles_view(transformed, count, in_channels), _tiles_view(grad_products, count, out_channels)
+    for begin, v, dm in _tile_chunks(x, in_channels, out_channels):
         torch.ops.maskrcnn.winograd_input_tiles(source, begin, v)
         torch.ops.maskrcnn.winograd_output_tiles_backward(grad_source, begin, dm)
         grad_tiles.baddbmm_(v.transpose(1, 2), dm)
